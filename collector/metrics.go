@@ -13,6 +13,7 @@ type metrics struct {
 	rotations      *prometheus.CounterVec // kind: rename, truncate
 	lagBytes       prometheus.Gauge
 	dropped        *prometheus.CounterVec // reason
+	droppedBytes   *prometheus.CounterVec // reason
 	inflightBytes  prometheus.Gauge
 	checkpointErrs prometheus.Counter
 	rescans        prometheus.Counter
@@ -57,6 +58,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "logagent_collector_dropped_records_total",
 			Help: "Records or bytes given up, by reason.",
 		}, []string{"reason"}),
+		droppedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logagent_collector_dropped_bytes_total",
+			Help: "File bytes given up unread, by reason.",
+		}, []string{"reason"}),
 		inflightBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "logagent_collector_inflight_bytes",
 			Help: "File bytes read but not yet acknowledged downstream.",
@@ -76,7 +81,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.filesTailed, m.records, m.bytes, m.parseErrors, m.partialJoins,
-			m.recordsSplit, m.rotations, m.lagBytes, m.dropped, m.inflightBytes,
+			m.recordsSplit, m.rotations, m.lagBytes, m.dropped, m.droppedBytes, m.inflightBytes,
 			m.checkpointErrs, m.rescans, m.watchErrors)
 	}
 	return m

@@ -1,0 +1,102 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+)
+
+// Config is the collector's section of the agent's configuration.
+type Config struct {
+	// LogGlob finds the files to tail: normally the kubelet's links.
+	LogGlob string `yaml:"log_glob"`
+	// StateDir holds the checkpoint file.
+	StateDir string `yaml:"state_dir"`
+	// NodeName goes into every record's kubernetes.host.
+	NodeName string `yaml:"-"`
+	// ReadFrom says where to start in a file with no checkpoint when the
+	// agent starts: "head" or "tail". Files that appear later are always
+	// read from the head.
+	ReadFrom string `yaml:"read_from"`
+	// MaxRecordBytes caps a joined record; longer ones go on in pieces.
+	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// ReadBytes is the most one file may read in one turn, so that a noisy
+	// container does not starve its neighbours.
+	ReadBytes int `yaml:"read_bytes"`
+	// BufferBytes bounds the file bytes read but not yet acknowledged
+	// downstream; reading pauses when it is reached.
+	BufferBytes int `yaml:"buffer_bytes"`
+	// DeletedHoldBytes caps the unread bytes kept reachable by holding
+	// deleted files open until they are drained.
+	DeletedHoldBytes int64 `yaml:"deleted_hold_bytes"`
+	// RotateWait is how long a renamed file is still read after its last
+	// growth, for a runtime that writes a little more before reopening.
+	RotateWait time.Duration `yaml:"rotate_wait"`
+	// RescanInterval is the safety net behind fsnotify.
+	RescanInterval time.Duration `yaml:"rescan_interval"`
+	// PollInterval is how often an idle file is checked without an event.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// CheckpointInterval is how often checkpoints are persisted.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+}
+
+// DefaultConfig returns the settings a DaemonSet on a kubelet node wants.
+func DefaultConfig() Config {
+	return Config{
+		LogGlob:            "/var/log/containers/*.log",
+		StateDir:           "/var/lib/logagent",
+		ReadFrom:           "head",
+		MaxRecordBytes:     1 << 20,
+		ReadBytes:          256 << 10,
+		BufferBytes:        16 << 20,
+		DeletedHoldBytes:   256 << 20,
+		RotateWait:         5 * time.Second,
+		RescanInterval:     5 * time.Second,
+		PollInterval:       time.Second,
+		CheckpointInterval: time.Second,
+	}
+}
+
+// Validate names the first bad setting and why.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, why string, args ...any) {
+		errs = append(errs, fmt.Errorf("collector.%s: %s", key, fmt.Sprintf(why, args...)))
+	}
+	if c.LogGlob == "" {
+		bad("log_glob", "must not be empty")
+	} else if _, err := filepath.Match(c.LogGlob, ""); err != nil {
+		bad("log_glob", "bad pattern %q: %v", c.LogGlob, err)
+	}
+	if c.StateDir == "" {
+		bad("state_dir", "must not be empty")
+	}
+	if c.ReadFrom != "head" && c.ReadFrom != "tail" {
+		bad("read_from", "must be head or tail, not %q", c.ReadFrom)
+	}
+	if c.MaxRecordBytes < 1024 {
+		bad("max_record_bytes", "must be at least 1024, not %d", c.MaxRecordBytes)
+	}
+	if c.ReadBytes < 4096 {
+		bad("read_bytes", "must be at least 4096, not %d", c.ReadBytes)
+	}
+	if c.BufferBytes < c.ReadBytes {
+		bad("buffer_bytes", "must be at least read_bytes (%d), not %d", c.ReadBytes, c.BufferBytes)
+	}
+	if c.DeletedHoldBytes < 0 {
+		bad("deleted_hold_bytes", "must not be negative")
+	}
+	for key, d := range map[string]time.Duration{
+		"rescan_interval": c.RescanInterval, "poll_interval": c.PollInterval,
+		"checkpoint_interval": c.CheckpointInterval,
+	} {
+		if d <= 0 {
+			bad(key, "must be positive, not %s", d)
+		}
+	}
+	if c.RotateWait < 0 {
+		bad("rotate_wait", "must not be negative")
+	}
+	return errors.Join(errs...)
+}
