@@ -1,0 +1,246 @@
+package collector
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Format of a container log file, detected from its first non-empty line.
+type Format uint8
+
+const (
+	FormatUnknown Format = iota
+	FormatCRI            // containerd, CRI-O: "<time> <stream> <P|F> <message>"
+	FormatDocker         // Docker json-file: {"log":"...","stream":"...","time":"..."}
+)
+
+func (f Format) String() string {
+	switch f {
+	case FormatCRI:
+		return "cri"
+	case FormatDocker:
+		return "docker"
+	}
+	return "unknown"
+}
+
+// detectFormat tells the format from a file's first non-empty line: Docker's
+// lines are JSON objects, CRI lines start with a timestamp. An empty line says
+// nothing (FormatUnknown).
+func detectFormat(line []byte) Format {
+	switch {
+	case len(line) == 0:
+		return FormatUnknown
+	case line[0] == '{':
+		return FormatDocker
+	}
+	return FormatCRI
+}
+
+// defaultMaxRecord is the largest message a decoder joins from partial lines
+// when its caller does not say.
+const defaultMaxRecord = 1 << 20
+
+// decoder turns the lines of one file into records. One per file, not safe for
+// concurrent use.
+//
+// Records of a single full line point into the caller's line buffer (zero-copy;
+// capacity clipped so an append cannot spill into the next line). Records joined
+// from partial lines own their bytes. No record's Log is ever longer than
+// maxRecord: a longer message is cut and each cut is counted in recordsSplit.
+type decoder struct {
+	maxRecord int
+	m         *metrics
+	parseErr  [3]prometheus.Counter // by Format, looked up once
+
+	fmt      Format
+	lastTime int64 // time of the last good line, for malformed ones
+	haveTime bool
+
+	// pend holds the partial record being joined, per stream: the runtimes
+	// split stdout and stderr independently, and their pieces interleave.
+	pend [2]pending
+
+	// arena holds decoded (unescaped) Docker messages of single-line records,
+	// many per allocation. Bytes handed out are never written again; a block
+	// is simply abandoned when full and freed once its records are.
+	arena []byte
+}
+
+// pending is a record being joined from partial lines.
+type pending struct {
+	active bool
+	buf    []byte // the message so far (owned)
+	start  int64  // file offset of the line holding buf's first byte
+	time   int64  // time of that line
+	pieces int    // lines contributing to buf
+}
+
+// newDecoder returns a decoder that joins partial lines into messages of at
+// most maxRecord bytes (<= 0: 1 MiB). m may be nil (tests).
+func newDecoder(maxRecord int, m *metrics) *decoder {
+	if maxRecord <= 0 {
+		maxRecord = defaultMaxRecord
+	}
+	if m == nil {
+		m = newMetrics(nil)
+	}
+	d := &decoder{maxRecord: maxRecord, m: m}
+	for _, f := range []Format{FormatUnknown, FormatCRI, FormatDocker} {
+		d.parseErr[f] = m.parseErrors.WithLabelValues(f.String())
+	}
+	return d
+}
+
+func (d *decoder) format() Format { return d.fmt }
+
+// decode takes one complete line without its '\n', whose first byte is at file
+// offset start, and calls emit for every record it completes (0, 1 or more).
+// The line must stay unchanged for as long as the emitted records live.
+func (d *decoder) decode(line []byte, start int64, emit func(Record)) {
+	if d.fmt == FormatUnknown {
+		d.fmt = detectFormat(line)
+	}
+	switch d.fmt {
+	case FormatCRI:
+		d.decodeCRI(line, start, emit)
+	case FormatDocker:
+		d.decodeDocker(line, start, emit)
+	default:
+		// An empty line before the format is known: pass it on, like any
+		// line that is not what it should be.
+		d.malformed(line, emit)
+	}
+}
+
+// pendingStart is the file offset of the first byte of the oldest partial
+// record still being joined (ok=false if none). A checkpoint must not go past
+// it, so that a restart re-reads the pieces and joins them intact.
+func (d *decoder) pendingStart() (start int64, ok bool) {
+	for i := range d.pend {
+		p := &d.pend[i]
+		if p.active && (!ok || p.start < start) {
+			start, ok = p.start, true
+		}
+	}
+	return start, ok
+}
+
+// flush emits the pending partial records as they are, oldest first: the file
+// is finished for good and the rest of them will never come.
+func (d *decoder) flush(emit func(Record)) {
+	for {
+		i := -1
+		for j := range d.pend {
+			if d.pend[j].active && (i < 0 || d.pend[j].start < d.pend[i].start) {
+				i = j
+			}
+		}
+		if i < 0 {
+			return
+		}
+		p := &d.pend[i]
+		d.emitJoined(Stream(i), p.time, p.buf, p.pieces, emit)
+		*p = pending{}
+	}
+}
+
+// reset forgets pending records (the file was truncated under us: their rest
+// is gone) and detects the format again on the next line.
+func (d *decoder) reset() {
+	d.pend = [2]pending{}
+	d.fmt = FormatUnknown
+}
+
+// good notes the time of a well-formed line.
+func (d *decoder) good(t int64) {
+	d.lastTime, d.haveTime = t, true
+}
+
+// malformed passes a line that does not parse on as it is, on stdout, with the
+// time of the previous good line, and counts it. Nothing is dropped.
+func (d *decoder) malformed(line []byte, emit func(Record)) {
+	d.parseErr[d.fmt].Inc()
+	t := d.lastTime
+	if !d.haveTime {
+		t = time.Now().UnixNano()
+	}
+	d.emitChunks(Stdout, t, line, 1, emit)
+}
+
+// emitFull emits a complete single-line message (zero-copy).
+func (d *decoder) emitFull(s Stream, t int64, msg []byte, emit func(Record)) {
+	d.emitChunks(s, t, trimCR(msg), 1, emit)
+}
+
+// emitChunks emits msg as one record, or cut into maxRecord-sized records if
+// it is longer. The chunks share msg's memory; pieces counts the lines msg was
+// joined from (for partialJoins, counted once, on its first record).
+func (d *decoder) emitChunks(s Stream, t int64, msg []byte, pieces int, emit func(Record)) {
+	for len(msg) > d.maxRecord {
+		d.emitJoined(s, t, msg[:d.maxRecord], pieces, emit)
+		d.m.recordsSplit.Inc()
+		msg, pieces = msg[d.maxRecord:], 1
+	}
+	d.emitJoined(s, t, msg, pieces, emit)
+}
+
+// emitJoined emits one record of at most maxRecord bytes.
+func (d *decoder) emitJoined(s Stream, t int64, msg []byte, pieces int, emit func(Record)) {
+	if pieces > 1 {
+		d.m.partialJoins.Inc()
+	}
+	emit(Record{Time: t, Stream: s, Log: msg[:len(msg):len(msg)]})
+}
+
+// beginPiece readies the pending record of stream s for a piece of about
+// sizeHint bytes that is on the line at offset start with time t, and returns
+// the length of the message before the piece. The caller appends the piece to
+// p.buf and calls endPiece.
+func (d *decoder) beginPiece(p *pending, t, start int64, sizeHint int) int {
+	if !p.active {
+		// Room for a few runtime-split pieces (16 KiB each) in one go.
+		c := min(max(3*sizeHint, 256), d.maxRecord)
+		*p = pending{active: true, buf: make([]byte, 0, c), start: start, time: t}
+	}
+	return len(p.buf)
+}
+
+// endPiece accounts for the piece just appended to p.buf (the bytes from prev
+// on). final says it ended the record. Beyond maxRecord the message is cut at
+// the piece boundary (so the rest starts on a line of its own and a checkpoint
+// at pendingStart re-reads no byte already emitted); a piece longer than
+// maxRecord by itself is cut into maxRecord-sized chunks.
+func (d *decoder) endPiece(p *pending, s Stream, prev int, t, start int64, final bool, emit func(Record)) {
+	if final {
+		p.buf = trimCR(p.buf)
+	}
+	p.pieces++
+	if len(p.buf) > d.maxRecord {
+		if prev > 0 {
+			d.emitJoined(s, p.time, p.buf[:prev], p.pieces-1, emit)
+			d.m.recordsSplit.Inc()
+			p.buf = p.buf[prev:]
+			p.pieces, p.start, p.time = 1, start, t
+		}
+		for len(p.buf) > d.maxRecord {
+			d.emitJoined(s, p.time, p.buf[:d.maxRecord], p.pieces, emit)
+			d.m.recordsSplit.Inc()
+			p.buf = p.buf[d.maxRecord:]
+			p.pieces, p.start, p.time = 1, start, t
+		}
+	}
+	if final {
+		d.emitJoined(s, p.time, p.buf, p.pieces, emit)
+		*p = pending{}
+	}
+}
+
+// trimCR drops one trailing '\r' (apps that end their lines with CRLF).
+func trimCR(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		return b[:n-1]
+	}
+	return b
+}
