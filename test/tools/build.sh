@@ -24,7 +24,7 @@ kube_version=v1.37.2
 etcd_version=v3.7.3
 helm_version=v3.22.0
 
-# name | version | tools module dir | package | link flags
+# name | version | tools module dir | package | link flags | version check
 # Version link flags matter: without them kube-apiserver reports
 # v0.0.0-master+$Format and version-checking clients fail.
 kube_ldflags="-s -w \
@@ -51,10 +51,10 @@ all_tools=(etcd kube-apiserver kubectl helm)
 
 spec() {
 	case "$1" in
-	etcd) echo "$etcd_version|etcd|go.etcd.io/etcd/server/v3|$etcd_ldflags" ;;
-	kube-apiserver) echo "$kube_version|kube|k8s.io/kubernetes/cmd/kube-apiserver|$kube_ldflags" ;;
-	kubectl) echo "$kube_version|kube|k8s.io/kubernetes/cmd/kubectl|$kube_ldflags" ;;
-	helm) echo "$helm_version|helm|helm.sh/helm/v3/cmd/helm|$helm_ldflags" ;;
+	etcd) echo "$etcd_version|etcd|go.etcd.io/etcd/server/v3|$etcd_ldflags|--version" ;;
+	kube-apiserver) echo "$kube_version|kube|k8s.io/kubernetes/cmd/kube-apiserver|$kube_ldflags|--version" ;;
+	kubectl) echo "$kube_version|kube|k8s.io/kubernetes/cmd/kubectl|$kube_ldflags|version --client" ;;
+	helm) echo "$helm_version|helm|helm.sh/helm/v3/cmd/helm|$helm_ldflags|version --short" ;;
 	*) return 1 ;;
 	esac
 }
@@ -89,7 +89,7 @@ if ! flock -n 9; then
 fi
 
 for name in "${tools[@]}"; do
-	IFS='|' read -r version moddir pkg ldflags < <(spec "$name")
+	IFS='|' read -r version moddir pkg ldflags version_args < <(spec "$name")
 	dir="$out/$name-$version"
 	bin="$dir/$name"
 	if [ -x "$bin" ]; then
@@ -103,6 +103,14 @@ for name in "${tools[@]}"; do
 		if ! (cd "$here/$moddir" && go build -trimpath -ldflags "$ldflags" -o "$tmp" "$pkg"); then
 			rm -f "$tmp"
 			echo "build.sh: FAILED to build $name $version (see the go output above)" >&2
+			exit 1
+		fi
+		# A binary that does not report its version was linked without the
+		# version flags (or does not run): refuse it rather than cache it.
+		# shellcheck disable=SC2086 # version_args is several words
+		if ! reported=$("$tmp" $version_args 2>&1) || [[ "$reported" != *"${version#v}"* ]]; then
+			rm -f "$tmp"
+			echo "build.sh: FAILED: $name $version_args printed \"$reported\", want version ${version#v}" >&2
 			exit 1
 		fi
 		mv -f "$tmp" "$bin"
