@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/logagent/logagent/collector"
+	"github.com/logagent/logagent/enrich"
+	"github.com/logagent/logagent/output"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// agent is the pipeline: collector -> enrich (optional) -> output.
+type agent struct {
+	cfg      *Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	col      *collector.Collector
+	enricher *enrich.Enricher
+	forward  *output.Forward
+	started  chan struct{} // closed when the collector has started
+}
+
+func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(cfg.Level)
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// newAgent builds every stage; stdout receives the stdout output's records.
+func newAgent(cfg *Config, log *slog.Logger, stdout io.Writer) (*agent, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a := &agent{cfg: cfg, log: log, reg: reg, started: make(chan struct{})}
+
+	var sink collector.Sink
+	switch cfg.Output {
+	case "forward":
+		f, err := output.NewForward(cfg.Forward, reg, log.With("component", "output"))
+		if err != nil {
+			return nil, err
+		}
+		a.forward, sink = f, f
+	default:
+		s, err := output.NewStdout(stdout, cfg.Forward.Tag, reg)
+		if err != nil {
+			return nil, err
+		}
+		sink = s
+	}
+	if cfg.Enrich.Enabled {
+		client, err := enrich.NewClient(cfg.Enrich.Kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("enrich: %w", err)
+		}
+		e, err := enrich.New(cfg.Enrich, client, sink, reg, log.With("component", "enrich"))
+		if err != nil {
+			return nil, err
+		}
+		a.enricher, sink = e, e
+	}
+	col, err := collector.New(cfg.Collector, sink, reg, log.With("component", "collector"))
+	if err != nil {
+		return nil, err
+	}
+	a.col = col
+	return a, nil
+}
+
+// run serves HTTP and runs the pipeline until ctx is done, then shuts down in
+// order: stop reading, release what enrich holds, flush the output and wait
+// for its acknowledgements, persist checkpoints. It returns within
+// ShutdownTimeout of ctx being done.
+func (a *agent) run(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+
+	// Stages after the collector outlive its context: they still deliver
+	// (and acknowledge) what was read after reading stops.
+	stages, stopStages := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStages()
+	var wg sync.WaitGroup
+	if a.forward != nil {
+		wg.Go(func() {
+			if err := a.forward.Run(stages); err != nil {
+				a.log.Error("output stopped", "err", err)
+			}
+		})
+	}
+	if a.enricher != nil {
+		wg.Go(func() {
+			if err := a.enricher.Run(stages); err != nil {
+				a.log.Error("enrich stopped", "err", err)
+			}
+		})
+	}
+	close(a.started)
+	a.log.Info("logagent started", "version", version, "output", a.cfg.Output, "glob", a.cfg.Collector.LogGlob, "node", a.cfg.NodeName)
+	runErr := a.col.Run(ctx)
+
+	a.log.Info("shutting down: flushing")
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if a.enricher != nil {
+		if err := a.enricher.Close(flushCtx); err != nil {
+			a.log.Warn("enrich close", "err", err)
+		}
+	}
+	if a.forward != nil {
+		if err := a.forward.Close(flushCtx); err != nil {
+			a.log.Warn("output flush incomplete; unacknowledged records will be read again", "err", err)
+		}
+	}
+	if err := a.col.Close(); err != nil {
+		a.log.Error("final checkpoint", "err", err)
+		runErr = errors.Join(runErr, err)
+	}
+	stopStages()
+	wg.Wait()
+	shutdownCtx, cancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel2()
+	srv.Shutdown(shutdownCtx)
+	a.log.Info("stopped")
+	return runErr
+}
+
+// ready is nil when the agent is doing its whole job.
+func (a *agent) ready() error {
+	select {
+	case <-a.started:
+	default:
+		return errors.New("starting")
+	}
+	var errs []error
+	if a.forward != nil {
+		if err := a.forward.Ready(); err != nil {
+			errs = append(errs, fmt.Errorf("output: %w", err))
+		}
+	}
+	if a.enricher != nil {
+		if err := a.enricher.Ready(); err != nil {
+			errs = append(errs, fmt.Errorf("enrich (degraded: records carry path metadata only): %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
