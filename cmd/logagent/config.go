@@ -219,4 +219,3 @@ func quoteLines(msg string, data []byte) string {
 		return fmt.Sprintf("line %d (%q):", n, strings.TrimSpace(lines[n-1]))
 	})
 }
-

@@ -163,4 +163,3 @@ func listen(addr string) (net.Listener, error) {
 	}
 	return ln, nil
 }
-
