@@ -1,0 +1,108 @@
+// Package enrich attaches Kubernetes pod metadata to the collector's batches.
+//
+// One node-scoped client-go informer on pods (field selector spec.nodeName) and,
+// optionally, one on namespaces keep an in-memory cache indexed by pod uid and
+// by namespace/name. For every (pod version, container) the "kubernetes" map is
+// msgpack-encoded once, and all that container's batches share the bytes.
+package enrich
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"time"
+)
+
+// Config is the enrich section of the agent's configuration file.
+type Config struct {
+	// Enabled turns enrichment on. When off, cmd/logagent does not build an
+	// Enricher and batches keep the collector's path metadata.
+	Enabled bool `yaml:"enabled"`
+	// NodeName is the node this agent runs on (the downward API's spec.nodeName);
+	// the pod informer only sees pods bound to it.
+	NodeName string `yaml:"node_name"`
+	// Kubeconfig is a kubeconfig file to use outside a cluster; "" means the
+	// in-cluster service-account configuration.
+	Kubeconfig string `yaml:"kubeconfig"`
+	// NamespaceLabels runs a namespace informer so records carry
+	// namespace_labels and the namespace exclusion label is honoured.
+	NamespaceLabels bool `yaml:"namespace_labels"`
+	// DeletedGrace is how long a deleted pod's metadata stays usable, so a
+	// short-lived pod's last lines (read after its deletion) are still enriched.
+	DeletedGrace time.Duration `yaml:"deleted_grace"`
+	// MissWait bounds how long a batch of a pod not (yet) in the cache waits
+	// for the informer before it goes on with the path metadata.
+	MissWait time.Duration `yaml:"miss_wait"`
+	// IncludeNamespaces, when not empty, keeps only these namespaces' logs.
+	// Entries are path.Match patterns ("team-*").
+	IncludeNamespaces []string `yaml:"include_namespaces"`
+	// ExcludeNamespaces drops these namespaces' logs (path.Match patterns).
+	ExcludeNamespaces []string `yaml:"exclude_namespaces"`
+	// Labels is the allow-list of label keys copied into labels and
+	// namespace_labels: exact keys, or prefixes ending in "*"; "*" copies all,
+	// an empty list none.
+	Labels []string `yaml:"labels"`
+	// Annotations is the allow-list of annotation keys copied, as Labels.
+	Annotations []string `yaml:"annotations"`
+}
+
+// DefaultConfig returns the defaults: enabled, namespace labels on, a 120 s
+// grace for deleted pods, a 1 s wait for unknown pods, every label and
+// annotation copied. NodeName must still be set (usually from $NODE_NAME).
+func DefaultConfig() Config {
+	return Config{
+		Enabled:         true,
+		NamespaceLabels: true,
+		DeletedGrace:    120 * time.Second,
+		MissWait:        time.Second,
+		Labels:          []string{"*"},
+		Annotations:     []string{"*"},
+	}
+}
+
+// maxMissWait caps miss_wait: a parked batch holds the collector's in-flight
+// budget and delays its file, so a long wait is a misconfiguration.
+const maxMissWait = time.Minute
+
+// Validate reports every bad key and why, in a fixed order.
+func (c Config) Validate() error {
+	if !c.Enabled {
+		return nil
+	}
+	var errs []error
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("enrich.node_name: required (set it from the downward API's spec.nodeName)"))
+	}
+	if c.DeletedGrace < 0 {
+		errs = append(errs, fmt.Errorf("enrich.deleted_grace: %v is negative", c.DeletedGrace))
+	}
+	if c.MissWait < 0 || c.MissWait > maxMissWait {
+		errs = append(errs, fmt.Errorf("enrich.miss_wait: %v is outside [0, %v]", c.MissWait, maxMissWait))
+	}
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"include_namespaces", c.IncludeNamespaces}, {"exclude_namespaces", c.ExcludeNamespaces}} {
+		key := l.key
+		for _, p := range l.list {
+			if p == "" {
+				errs = append(errs, fmt.Errorf("enrich.%s: empty pattern", key))
+				continue
+			}
+			if _, err := path.Match(p, ""); err != nil {
+				errs = append(errs, fmt.Errorf("enrich.%s: pattern %q: %w", key, p, err))
+			}
+		}
+	}
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"labels", c.Labels}, {"annotations", c.Annotations}} {
+		for _, k := range l.list {
+			if k == "" {
+				errs = append(errs, fmt.Errorf("enrich.%s: empty key (use \"*\" for all, [] for none)", l.key))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

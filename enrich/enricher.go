@@ -1,0 +1,288 @@
+package enrich
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/logagent/logagent/collector"
+)
+
+// ErrClosed is returned by Send after Close.
+var ErrClosed = errors.New("enrich: closed")
+
+// Enricher is the pipeline stage that replaces a batch's path metadata with
+// its pod's full metadata, or drops the batch when selection says so. It is a
+// collector.Sink wrapping the next stage.
+type Enricher struct {
+	cfg   Config
+	next  collector.Sink
+	log   *slog.Logger
+	m     *metrics
+	nsSel namespaceFilter
+	cache *podCache
+	park  *parker
+
+	podInf, nsInf cache.SharedIndexInformer
+	podReg, nsReg cache.ResourceEventHandlerRegistration
+
+	// Counters resolved once, off the batch path.
+	lookups  map[string]prometheus.Counter
+	excluded map[string]prometheus.Counter
+
+	lastErr atomic.Pointer[error] // the latest list/watch failure, for Ready
+	running atomic.Bool
+	closed  atomic.Bool
+}
+
+// New builds an Enricher for cfg.NodeName's pods. It does not contact the
+// API server: Run starts the informers.
+func New(cfg Config, client kubernetes.Interface, next collector.Sink, reg prometheus.Registerer, log *slog.Logger) (*Enricher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !cfg.Enabled {
+		return nil, errors.New("enrich: New called with enabled: false")
+	}
+	if client == nil || next == nil {
+		return nil, errors.New("enrich: New needs a client and a next sink")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := newMetrics(reg)
+	e := &Enricher{
+		cfg:      cfg,
+		next:     next,
+		log:      log,
+		m:        m,
+		nsSel:    namespaceFilter{include: cfg.IncludeNamespaces, exclude: cfg.ExcludeNamespaces},
+		park:     newParker(m),
+		lookups:  make(map[string]prometheus.Counter),
+		excluded: make(map[string]prometheus.Counter),
+	}
+	for _, r := range []string{resultHit, resultMiss, resultLate, resultDeletedGrace} {
+		e.lookups[r] = m.lookups.WithLabelValues(r)
+	}
+	for _, r := range []string{reasonNamespaceConfig, reasonNamespaceLabel, reasonPodAnnotation, reasonContainerAnnotation} {
+		e.excluded[r] = m.excluded.WithLabelValues(r)
+	}
+	f := filters{labels: newKeyFilter(cfg.Labels), annotations: newKeyFilter(cfg.Annotations)}
+	e.cache = newPodCache(cfg.NodeName, cfg.DeletedGrace, f, m, func() { signal(e.park.wake) })
+	setLast := func(err error) { e.lastErr.Store(&err) }
+
+	e.podInf = newPodInformer(client, cfg.NodeName, f)
+	if err := e.podInf.SetWatchErrorHandlerWithContext(watchErrorHandler(informerPods, m, log, setLast)); err != nil {
+		return nil, fmt.Errorf("enrich: pod informer: %w", err)
+	}
+	reg1, err := e.podInf.AddEventHandler(podHandler(e.cache))
+	if err != nil {
+		return nil, fmt.Errorf("enrich: pod informer: %w", err)
+	}
+	e.podReg = reg1
+	m.synced.WithLabelValues(informerPods).Set(0)
+
+	if cfg.NamespaceLabels {
+		e.nsInf = newNamespaceInformer(client, f)
+		if err := e.nsInf.SetWatchErrorHandlerWithContext(watchErrorHandler(informerNamespaces, m, log, setLast)); err != nil {
+			return nil, fmt.Errorf("enrich: namespace informer: %w", err)
+		}
+		reg2, err := e.nsInf.AddEventHandler(namespaceHandler(e.cache))
+		if err != nil {
+			return nil, fmt.Errorf("enrich: namespace informer: %w", err)
+		}
+		e.nsReg = reg2
+		m.synced.WithLabelValues(informerNamespaces).Set(0)
+	}
+	return e, nil
+}
+
+// Send enriches b and passes it to the next stage. On a cache hit that is a
+// direct, blocking call of next.Send (so the next stage's backpressure
+// reaches the collector). A batch of a pod not yet cached is parked and Send
+// returns at once: the batch goes on when its pod arrives or after MissWait,
+// behind any earlier batches of the same pod. Excluded batches are counted
+// and acknowledged.
+func (e *Enricher) Send(ctx context.Context, b *collector.Batch) error {
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	src := b.Source
+	if src == nil {
+		return e.next.Send(ctx, b) // nothing to look up by: pass as it is
+	}
+	if e.nsSel.excluded(src.Namespace) {
+		e.exclude(b, reasonNamespaceConfig)
+		return nil
+	}
+	key := podKey(src)
+	if e.park.join(key, b) {
+		return nil
+	}
+	m, res := e.cache.lookup(src)
+	if m != nil {
+		return e.deliver(ctx, b, m, res)
+	}
+	if e.cfg.MissWait <= 0 || e.cache.gaveUpOn(key) {
+		e.lookups[resultMiss].Inc()
+		return e.next.Send(ctx, b)
+	}
+	if e.park.park(key, b, time.Now().Add(e.cfg.MissWait)) {
+		return nil
+	}
+	return e.release(ctx, b) // Close has begun: no waiting
+}
+
+// deliver attaches m's metadata to b (or drops b if selection says so) and
+// passes it on.
+func (e *Enricher) deliver(ctx context.Context, b *collector.Batch, m *podMeta, res string) error {
+	e.lookups[res].Inc()
+	if reason := m.sel.excludedReason(b.Source.Container); reason != "" {
+		e.exclude(b, reason)
+		return nil
+	}
+	b.Kubernetes = m.kubernetes(b.Source.Container, b.Source.ContainerID)
+	return e.next.Send(ctx, b)
+}
+
+// release delivers a parked batch: late if its pod has arrived, else with
+// the path metadata, and later batches of the pod stop waiting.
+func (e *Enricher) release(ctx context.Context, b *collector.Batch) error {
+	m, res := e.cache.lookup(b.Source)
+	if m != nil {
+		if res == resultHit {
+			res = resultLate
+		}
+		return e.deliver(ctx, b, m, res)
+	}
+	e.cache.giveUp(podKey(b.Source))
+	e.lookups[resultMiss].Inc()
+	return e.next.Send(ctx, b)
+}
+
+func (e *Enricher) exclude(b *collector.Batch, reason string) {
+	e.excluded[reason].Add(float64(len(b.Records)))
+	b.Ack()
+}
+
+// Run runs the informers, releases parked batches and forgets deleted pods
+// past their grace period, until ctx is done. It returns nil then. With the
+// API server unreachable it keeps running (batches go on with their path
+// metadata) while the informers retry; Ready reports the degraded state.
+func (e *Enricher) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return errors.New("enrich: Run called twice")
+	}
+	var wg sync.WaitGroup
+	start := func(name string, inf cache.SharedIndexInformer, reg cache.ResourceEventHandlerRegistration) {
+		wg.Add(2)
+		go func() { defer wg.Done(); inf.RunWithContext(ctx) }()
+		go func() {
+			defer wg.Done()
+			if cache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
+				e.m.synced.WithLabelValues(name).Set(1)
+				e.log.Info("enrich: informer synced", "informer", name, "node", e.cfg.NodeName)
+				signal(e.park.wake)
+			}
+		}()
+	}
+	start(informerPods, e.podInf, e.podReg)
+	if e.nsInf != nil {
+		start(informerNamespaces, e.nsInf, e.nsReg)
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); e.janitor(ctx) }()
+	e.releaser(ctx)
+	wg.Wait()
+	return nil
+}
+
+// releaser releases parked queues as their pods arrive or their deadlines pass.
+func (e *Enricher) releaser(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	ready := func(b *collector.Batch) bool {
+		m, _ := e.cache.lookup(b.Source)
+		return m != nil
+	}
+	for {
+		keys, next := e.park.due(time.Now(), ready)
+		for _, k := range keys {
+			if err := e.park.drain(ctx, k, e.release); err != nil {
+				return // ctx is done; Close releases the rest
+			}
+		}
+		if len(keys) > 0 {
+			continue // more may have become due while delivering
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(time.Until(next), 0)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.park.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// janitor forgets deleted pods once their grace period is over.
+func (e *Enricher) janitor(ctx context.Context) {
+	every := min(max(e.cfg.DeletedGrace/4, 100*time.Millisecond), 10*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			e.cache.prune()
+		}
+	}
+}
+
+// Close releases every parked batch now into next (enriched if its pod has
+// arrived, else with the path metadata) and makes later Sends fail with
+// ErrClosed. Call it after the collector has stopped sending and before
+// closing the next stage.
+func (e *Enricher) Close(ctx context.Context) error {
+	e.closed.Store(true)
+	if err := e.park.closeAll(ctx, e.release); err != nil {
+		return fmt.Errorf("enrich: close: %d batches not released: %w", e.park.len(), err)
+	}
+	return nil
+}
+
+// Ready returns nil once the informers have delivered their initial lists,
+// else an error naming the degraded state and the last API failure.
+func (e *Enricher) Ready() error {
+	if !e.running.Load() {
+		return errors.New("enrich: not running")
+	}
+	var missing []string
+	if !e.podReg.HasSynced() {
+		missing = append(missing, informerPods)
+	}
+	if e.nsReg != nil && !e.nsReg.HasSynced() {
+		missing = append(missing, informerNamespaces)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	err := fmt.Errorf("enrich: degraded: %v informer(s) for node %q not synced with the API server; records carry path metadata only", missing, e.cfg.NodeName)
+	if last := e.lastErr.Load(); last != nil {
+		err = fmt.Errorf("%w (last error: %v)", err, *last)
+	}
+	return err
+}
