@@ -54,7 +54,7 @@ func DefaultConfig() Config {
 		RotateWait:         5 * time.Second,
 		RescanInterval:     5 * time.Second,
 		PollInterval:       time.Second,
-		CheckpointInterval: time.Second,
+		CheckpointInterval: 200 * time.Millisecond,
 	}
 }
 
