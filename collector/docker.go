@@ -14,8 +14,8 @@ import (
 // A line the container wrote longer than 16 KiB is split into pieces; every
 // piece but the last lacks the trailing "\n" of its "log". Docker always writes
 // the keys in this order, so a fixed-shape scanner reads them without
-// allocating; anything else (other key order, extra keys such as "attrs",
-// whitespace) goes through encoding/json.
+// allocating, "attrs" (log-opts labels, env, tag) included; anything else
+// (other key order, other keys, whitespace) goes through encoding/json.
 
 const (
 	// arenaBlock is the allocation unit for decoded Docker messages: small
@@ -114,6 +114,7 @@ func scanDockerFast(line []byte) (raw []byte, s Stream, ts []byte, shaped bool) 
 	const (
 		open   = `{"log":"`
 		stream = `","stream":"std`
+		attrs  = `","attrs":`
 		tm     = `","time":"`
 		end    = `"}`
 	)
@@ -139,10 +140,21 @@ func scanDockerFast(line []byte) (raw []byte, s Stream, ts []byte, shaped bool) 
 		return nil, 0, nil, false
 	}
 	rest = rest[3:]
-	if !bytes.HasPrefix(rest, []byte(tm)) {
-		return nil, 0, nil, false
+	if bytes.HasPrefix(rest, []byte(attrs)) {
+		// Docker's log-opts labels, env and tag: a flat object of strings,
+		// ignored here as by the slow path.
+		obj := rest[len(attrs):]
+		n := skipStringObject(obj)
+		if n < 0 || !bytes.HasPrefix(obj[n:], []byte(tm[1:])) {
+			return nil, 0, nil, false
+		}
+		rest = obj[n+len(tm)-1:]
+	} else {
+		if !bytes.HasPrefix(rest, []byte(tm)) {
+			return nil, 0, nil, false
+		}
+		rest = rest[len(tm):]
 	}
-	rest = rest[len(tm):]
 	q := bytes.IndexByte(rest, '"')
 	if q < 0 || string(rest[q:]) != end {
 		return nil, 0, nil, false
@@ -175,6 +187,47 @@ func parseDockerSlow(line []byte) (raw []byte, s Stream, ts []byte, ok bool) {
 		return nil, 0, nil, false
 	}
 	return lg[1 : len(lg)-1], s, []byte(tm), true
+}
+
+// skipStringObject returns the length of the JSON object at the start of b
+// whose values are all strings ({"k":"v",...}), or -1 if there is none.
+func skipStringObject(b []byte) int {
+	if len(b) < 2 || b[0] != '{' {
+		return -1
+	}
+	if b[1] == '}' {
+		return 2
+	}
+	i := 1
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return -1
+		}
+		e := stringEnd(b[i+1:])
+		if e < 0 {
+			return -1
+		}
+		i += 1 + e + 1 // the key and its quotes
+		if i+1 >= len(b) || b[i] != ':' || b[i+1] != '"' {
+			return -1
+		}
+		e = stringEnd(b[i+2:])
+		if e < 0 {
+			return -1
+		}
+		i += 2 + e + 1 // ':', the value and its quotes
+		if i >= len(b) {
+			return -1
+		}
+		switch b[i] {
+		case ',':
+			i++
+		case '}':
+			return i + 1
+		default:
+			return -1
+		}
+	}
 }
 
 // stringEnd returns the index of the '"' that closes the JSON string starting

@@ -56,12 +56,16 @@ func TestDecodeDocker(t *testing.T) {
 			`{"log":"attrs last\n","stream":"stdout","time":"` + ts1 + `","attrs":{"tag":"x"}}`,
 			`{ "log" : "spaced\n" , "stream" : "stdout" , "time" : "` + ts2 + `" }`,
 			`{"log":"esc in stream\n","stream":"std\u006fut","time":"` + ts2 + `"}`,
+			`{"log":"attrs, escapes\n","stream":"stderr","attrs":{"a\"}":"}\\","":""},"time":"` + ts0 + `"}`,
+			`{"log":"attrs not strings\n","stream":"stderr","attrs":{"n":1,"o":{"p":[true]}},"time":"` + ts0 + `"}`,
 		}, want: []out{
 			{t0, Stderr, "reordered"},
 			{t1, Stdout, "attrs"},
 			{t1, Stdout, "attrs last"},
 			{t2, Stdout, "spaced"},
 			{t2, Stdout, "esc in stream"},
+			{t0, Stderr, "attrs, escapes"},
+			{t0, Stderr, "attrs not strings"},
 		}},
 		{name: "join", lines: []string{dl(`abc`, "stdout", ts0), dl(`d\"f`, "stdout", ts1), dl(`ghi\n`, "stdout", ts2)},
 			want: []out{{t0, Stdout, `abcd"fghi`}}, joins: 1},
@@ -148,6 +152,46 @@ func TestDecodeDockerBadFirstPiece(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(m.parseErrors.WithLabelValues("docker")); n != 1 {
 		t.Errorf("parseErrors = %v", n)
+	}
+}
+
+// TestScanDockerFastShapes: which lines the allocation-free scanner takes.
+func TestScanDockerFastShapes(t *testing.T) {
+	for _, tc := range []struct {
+		line   string
+		shaped bool
+		log    string
+		stream Stream
+	}{
+		{dl(`x\n`, "stdout", ts0), true, `x\n`, Stdout},
+		{dl(`a\"b\\`, "stderr", ts0), true, `a\"b\\`, Stderr},
+		{`{"log":"x\n","stream":"stdout","attrs":{},"time":"` + ts0 + `"}`, true, `x\n`, Stdout},
+		{`{"log":"x\n","stream":"stdout","attrs":{"app":"web","env":"prod"},"time":"` + ts0 + `"}`, true, `x\n`, Stdout},
+		{`{"log":"x\n","stream":"stdout","attrs":{"n":1},"time":"` + ts0 + `"}`, false, "", 0},
+		{`{"log":"x\n","stream":"stdout","attrs":{"a":"b"}}`, false, "", 0},
+		{`{"log":"x\n","stream":"stdout","time":"` + ts0 + `","attrs":{}}`, false, "", 0},
+		{`{"stream":"stdout","log":"x\n","time":"` + ts0 + `"}`, false, "", 0},
+		{`{"log":"x\n","stream":"stdin","time":"` + ts0 + `"}`, false, "", 0},
+		{`{"log":"x\n","stream":"stdout","time":"` + ts0 + `"} `, false, "", 0},
+		{`{"log":"x\n","stream":"stdout","time":"` + ts0, false, "", 0},
+		{`{"log":"x\n","stream":"std`, false, "", 0},
+		{`{"log":"x\"}`, false, "", 0},
+	} {
+		raw, s, ts, shaped := scanDockerFast([]byte(tc.line))
+		if shaped != tc.shaped || shaped && (string(raw) != tc.log || s != tc.stream || string(ts) != ts0) {
+			t.Errorf("%s: shaped=%v log=%q stream=%v time=%q; want %v %q %v %q", tc.line, shaped, raw, s, ts, tc.shaped, tc.log, tc.stream, ts0)
+		}
+	}
+}
+
+func TestSkipStringObject(t *testing.T) {
+	for in, want := range map[string]int{
+		`{}`: 2, `{}x`: 2, `{"a":"b"}`: 9, `{"a":"b","c":"d"},`: 17, `{"a\"":"\\"}`: 12,
+		`{`: -1, `{"a":1}`: -1, `{"a":"b"`: -1, `{"a":"b",}`: -1, `{"a""b"}`: -1, `{"a":"b"]`: -1, `x`: -1, ``: -1, `{"a`: -1,
+	} {
+		if got := skipStringObject([]byte(in)); got != want {
+			t.Errorf("skipStringObject(%q) = %d, want %d", in, got, want)
+		}
 	}
 }
 
@@ -252,6 +296,7 @@ func FuzzDecodeDocker(f *testing.F) {
 		dl(`tail\n`, "stdout", ts1)+"\n"+dl(`\n`, "stderr", ts1)+"\n"), uint16(17))
 	f.Add([]byte(dl(`{\"level\":\"info\",\"msg\":\"served \u003cok\u003e\"}\n`, "stdout", ts0)+"\ngarbage\n\n"+
 		`{"stream":"stderr","log":"x\ud83d\ude00\n","time":"`+ts0+`","attrs":{"a":"b"}}`), uint16(40))
+	f.Add([]byte(`{"log":"labelled\n","stream":"stdout","attrs":{"app":"web","q":"\""},"time":"`+ts2+`"}`), uint16(0))
 	f.Add([]byte(dl("a\xff\x00\\u0000", "stdout", ts0)+"\n"+dl(`\\\n`, "stdout", "2026-11-26T15:55:12Z")), uint16(3))
 	f.Fuzz(func(t *testing.T, data []byte, maxN uint16) {
 		lines := bytes.Split(data, []byte("\n"))
@@ -326,5 +371,35 @@ func BenchmarkDecodeDocker(b *testing.B) {
 		}
 		lines := dockerLines(benchMessages(kind, n))
 		b.Run(kind, func(b *testing.B) { benchDecode(b, lines) })
+	}
+}
+
+// TestDecodeDockerArena: decoded messages share arena blocks; none may be
+// overwritten by a later one, whatever the sizes (the large ones get their own
+// allocation).
+func TestDecodeDockerArena(t *testing.T) {
+	d := newDecoder(0, nil)
+	var recs []Record
+	emit := func(r Record) { recs = append(recs, r) }
+	var want []string
+	var off int64
+	for i := range 3000 {
+		msg := fmt.Sprintf(`{"seq":%d,"pad":"%s"}`, i, strings.Repeat("é", i%700)) // up to ~1.4 KB, around arenaMaxOne
+		line, err := json.Marshal(map[string]string{"log": msg + "\n", "stream": "stdout", "time": ts0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// encoding/json sorts keys (log, stream, time): Docker's own order.
+		d.decode(line, off, emit)
+		off += int64(len(line)) + 1
+		want = append(want, msg)
+	}
+	if len(recs) != len(want) {
+		t.Fatalf("%d records, want %d", len(recs), len(want))
+	}
+	for i, r := range recs {
+		if string(r.Log) != want[i] {
+			t.Fatalf("record %d = %q, want %q", i, r.Log, want[i])
+		}
 	}
 }

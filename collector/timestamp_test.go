@@ -162,7 +162,8 @@ func FuzzTimestamp(f *testing.F) {
 	})
 }
 
-// isCanonicalShape: digits where digits belong, 1-9 fraction digits, Z or ±hh:mm.
+// isCanonicalShape: digits where digits belong, 1-9 fraction digits, Z or ±hh:mm
+// with hh <= 23 and mm <= 59.
 func isCanonicalShape(s string) bool {
 	const tmpl = "dddd-dd-ddTdd:dd:dd"
 	if len(s) < len(tmpl)+1 {
@@ -187,7 +188,12 @@ func isCanonicalShape(s string) bool {
 	if rest == "Z" {
 		return true
 	}
-	return len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':'
+	if len(rest) != 6 || rest[0] != '+' && rest[0] != '-' || rest[3] != ':' {
+		return false
+	}
+	// time.Parse takes +24:00 or +00:60 by its lenient path; the hand parser
+	// leaves those to it.
+	return rest[1:3] <= "23" && rest[4:6] <= "59"
 }
 
 func BenchmarkTimestamp(b *testing.B) {
