@@ -2,6 +2,8 @@ package collector
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -29,15 +31,20 @@ func (c *Collector) rescan(ctx context.Context) {
 	for _, link := range links {
 		target, err := filepath.EvalSymlinks(link)
 		if err != nil {
-			// A link made before its target: watch the nearest existing
-			// directory on the way, so the target's creation is noticed.
-			if t, rerr := os.Readlink(link); rerr == nil {
-				if !filepath.IsAbs(t) {
-					t = filepath.Join(filepath.Dir(link), t)
-				}
-				c.watchNearest(filepath.Dir(t))
+			// A link whose target is missing: made before its target, or
+			// caught between a rotation's rename and the new file. Its
+			// directory may still hold rotated files to read; and the
+			// nearest existing directory is watched, so the target's
+			// creation is noticed.
+			t, rerr := os.Readlink(link)
+			if rerr != nil {
+				continue
 			}
-			continue
+			if !filepath.IsAbs(t) {
+				t = filepath.Join(filepath.Dir(link), t)
+			}
+			c.watchNearest(filepath.Dir(t))
+			target = t
 		}
 		restart, rotated, ok := logName(filepath.Base(target))
 		if !ok || rotated {
@@ -62,6 +69,7 @@ func (c *Collector) rescan(ctx context.Context) {
 	}
 
 	seen := map[fileID]bool{}
+	scanned := map[string]bool{}
 	names := make([]string, 0, len(dirs))
 	for dir := range dirs {
 		names = append(names, dir)
@@ -71,24 +79,38 @@ func (c *Collector) rescan(ctx context.Context) {
 		c.mu.Lock()
 		c.watch(dir)
 		c.mu.Unlock()
-		c.scanDir(ctx, dir, dirs[dir], seen)
+		if c.scanDir(ctx, dir, dirs[dir], seen) {
+			scanned[dir] = true
+		}
 	}
 
+	// Forget files gone for good: not found in a directory that was just
+	// read, or whose directory is gone. A file in a directory this scan did
+	// not read (its link missing for a moment) is kept: forgetting it would
+	// make it look new, and be read again, when it is seen next.
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, f := range c.files {
-		if !seen[id] && !f.tailing {
+		if seen[id] || f.tailing {
+			continue
+		}
+		if scanned[f.dir] || dirGone(f.dir) {
 			delete(c.files, id)
 		}
 	}
 	c.started = true
 }
 
+func dirGone(dir string) bool {
+	_, err := os.Stat(dir)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
 // scanDir looks at every live and rotated log file of one container.
-func (c *Collector) scanDir(ctx context.Context, dir string, cl *containerLogs, seen map[fileID]bool) {
+func (c *Collector) scanDir(ctx context.Context, dir string, cl *containerLogs, seen map[fileID]bool) (ok bool) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return
+		return false
 	}
 	// Oldest rotation first, so a container's backlog is read in order.
 	sort.Slice(entries, func(i, j int) bool { return rotationOrder(entries[i].Name()) < rotationOrder(entries[j].Name()) })
@@ -118,6 +140,7 @@ func (c *Collector) scanDir(ctx context.Context, dir string, cl *containerLogs, 
 		}
 		fh.Close()
 	}
+	return true
 }
 
 // rotationOrder sorts rotated files (their timestamp suffix sorts by time)

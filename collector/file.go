@@ -203,8 +203,8 @@ func (t *tailer) readSome(ctx context.Context, size int64) error {
 	t.carry = data[pos:]
 	if len(t.carry) > cfg.MaxRecordBytes+headerSlack {
 		// No newline in sight: a line longer than any runtime writes. Pass
-		// it on in pieces rather than hold it without bound.
-		t.c.m.recordsSplit.Inc()
+		// it on in pieces (the decoder cuts and counts them) rather than
+		// hold it without bound.
 		t.dec.decode(t.carry, start+int64(pos), emit)
 		pos = len(data)
 		t.carry = nil
