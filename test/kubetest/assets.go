@@ -16,7 +16,7 @@ import (
 const AssetsEnv = "LOGAGENT_KUBE_ASSETS"
 
 // BuildCommand is what to run to build the missing binaries.
-const BuildCommand = "make tools (runs test/tools/build.sh)"
+const BuildCommand = "make tools"
 
 // mainModule is the module path of the repository root; it tells the root
 // apart from the tools modules under test/tools, which have their own go.mod.
@@ -88,7 +88,7 @@ func Bin(name string) (string, error) {
 	path := filepath.Join(dir, name)
 	st, err := os.Stat(path)
 	if err != nil {
-		return "", fmt.Errorf("%s not found in %s: build it with `%s` or set %s: %w",
+		return "", fmt.Errorf("%s not found in %s: build it with `%s` (test/tools/build.sh) or set %s to its folder: %w",
 			name, dir, BuildCommand, AssetsEnv, err)
 	}
 	if st.IsDir() || st.Mode().Perm()&0o111 == 0 {

@@ -145,6 +145,9 @@ func start(t testing.TB, assets, dir string) (*Cluster, error) {
 		"--initial-cluster=default=" + peerURL,
 		// Test data is thrown away: durability only costs disk syncs.
 		"--unsafe-no-fsync",
+		// Info level is ~100 lines of raft chatter per start, which would
+		// bury the lines that matter in a failed test's log tail.
+		"--log-level=warn",
 	}, filepath.Join(dir, "etcd.log"))
 	if err != nil {
 		return nil, err
@@ -285,6 +288,7 @@ func (c *Cluster) stop(t testing.TB) {
 	if t.Failed() {
 		c.dumpLogs(t)
 	}
+	began := time.Now()
 	for _, p := range []*process{c.apiserver, c.etcd} {
 		if p == nil {
 			continue
@@ -292,6 +296,9 @@ func (c *Cluster) stop(t testing.TB) {
 		if err := p.stop(stopGrace); err != nil {
 			t.Errorf("kubetest: %v", err)
 		}
+	}
+	if c.Server != "" {
+		t.Logf("kubetest: cluster at %s stopped in %v", c.Server, time.Since(began).Round(time.Millisecond))
 	}
 }
 
