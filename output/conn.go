@@ -1,0 +1,423 @@
+package output
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/fluent/fluent-logger-golang/fluent"
+	"github.com/logagent/logagent/collector"
+	"github.com/tinylib/msgp/msgp"
+)
+
+// conn is one established connection to a server (after TLS and handshake).
+// Its fields other than the immutable ones are guarded by Forward.mu.
+type conn struct {
+	srv *server
+	raw net.Conn     // the TCP connection: closing it unblocks everything
+	nc  net.Conn     // raw, or TLS over raw
+	r   *msgp.Reader // reads acks (and read the handshake before)
+
+	sendq      []*chunk          // assigned, not yet written
+	inflight   map[string]*chunk // by chunk id: being written or waiting for an ack
+	load       int               // chunks assigned to it and not delivered: at most Window
+	delivered  int
+	failed     bool
+	cleanClose bool // the server closed it while idle
+	opened     time.Time
+	wakeWriter chan struct{}
+	done       chan struct{} // closed when failed
+}
+
+func loadTLS(c TLSConfig) (*tls.Config, error) {
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         c.ServerName,
+		InsecureSkipVerify: c.InsecureSkipVerify,
+	}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("forward.tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("forward.tls.ca_file: %s holds no PEM certificate", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("forward.tls.cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// connectError says at which stage connecting failed.
+type connectError struct {
+	reason string
+	err    error
+}
+
+func (e *connectError) Error() string { return e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+// connect dials s (resolving its host name again), runs TLS and the
+// shared-key handshake, all within dial_timeout.
+func (f *Forward) connect(ctx context.Context, s *server) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.DialTimeout)
+	defer cancel()
+	d := net.Dialer{KeepAlive: 30 * time.Second}
+	raw, err := d.DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return nil, &connectError{reasonDial, err}
+	}
+	nc := raw
+	if f.tlsConf != nil {
+		tc := f.tlsConf
+		if tc.ServerName == "" {
+			tc = tc.Clone()
+			tc.ServerName = s.host
+		}
+		tlsConn := tls.Client(raw, tc)
+		if err := tlsConn.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, &connectError{reasonTLS, fmt.Errorf("tls handshake: %w", err)}
+		}
+		nc = tlsConn
+	}
+	cn := &conn{
+		srv:        s,
+		raw:        raw,
+		nc:         nc,
+		r:          msgp.NewReaderSize(nc, 4096),
+		inflight:   make(map[string]*chunk),
+		opened:     time.Now(),
+		wakeWriter: make(chan struct{}, 1),
+		done:       make(chan struct{}),
+	}
+	if f.cfg.SharedKey != "" {
+		deadline, _ := ctx.Deadline()
+		raw.SetDeadline(deadline)
+		err := sharedKeyHandshake(cn.r, nc, f.selfHost, f.cfg.SharedKey, f.cfg.Username, f.cfg.Password)
+		if err != nil {
+			raw.Close()
+			return nil, &connectError{classify(err, reasonHandshake), err}
+		}
+		raw.SetDeadline(time.Time{})
+	}
+	return cn, nil
+}
+
+// classify names the reason of a connection error; def if nothing more specific.
+func classify(err error, def string) string {
+	var (
+		ce       *connectError
+		ae       *authError
+		he       *handshakeError
+		alert    tls.AlertError
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		record   tls.RecordHeaderError
+		typeErr  msgp.TypeError
+		op       *net.OpError
+	)
+	switch {
+	case errors.As(err, &ae):
+		return reasonAuth
+	case errors.As(err, &he):
+		return reasonHandshake
+	case errors.As(err, &alert), errors.As(err, &verify), errors.As(err, &unknown),
+		errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &record):
+		return reasonTLS
+	case errors.As(err, &op) && op.Op == "remote error":
+		// crypto/tls reports an alert from the peer (e.g. it rejected our
+		// client certificate, seen on the first read under TLS 1.3) this way.
+		return reasonTLS
+	case errors.As(err, &ce):
+		return ce.reason
+	case errors.As(err, &typeErr):
+		return reasonProtocol
+	}
+	return def
+}
+
+// serverLoop keeps one connection to s until ctx is done: connect, run,
+// and after a failure reconnect with backoff while the other servers take
+// the traffic.
+func (f *Forward) serverLoop(ctx context.Context, s *server) {
+	attempt := 0
+	for ctx.Err() == nil {
+		cn, err := f.connect(ctx, s)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			reason := classify(err, reasonDial)
+			delay := f.backoff(attempt)
+			attempt++
+			f.m.errors.WithLabelValues(s.addr, reason).Inc()
+			f.log.Error("forward: cannot connect to server; batches stay queued",
+				"server", s.addr, "reason", reason, "error", err, "retry_in", delay.Round(time.Millisecond))
+			f.mu.Lock()
+			f.lastErr = fmt.Errorf("%s: %s: %w", s.addr, reason, err)
+			f.mu.Unlock()
+			if !sleepCtx(ctx, delay) {
+				return
+			}
+			continue
+		}
+		f.log.Info("forward: connected", "server", s.addr, "standby", s.standby,
+			"tls", f.tlsConf != nil, "shared_key", f.cfg.SharedKey != "")
+		f.registerConn(cn)
+
+		writerDone := make(chan struct{})
+		go func() { defer close(writerDone); f.writer(cn) }()
+		readerDone := make(chan struct{})
+		go func() { defer close(readerDone); f.reader(cn) }()
+		select {
+		case <-cn.done:
+		case <-ctx.Done():
+			f.mu.Lock()
+			f.failConnLocked(cn, "", nil)
+			f.mu.Unlock()
+		}
+		<-writerDone
+		<-readerDone
+		if ctx.Err() != nil {
+			return
+		}
+		f.mu.Lock()
+		healthy := cn.delivered > 0 || (cn.cleanClose && time.Since(cn.opened) > f.cfg.RetryMin)
+		f.mu.Unlock()
+		if healthy {
+			// It worked until now: try again at once, then back off.
+			attempt = 0
+			continue
+		}
+		delay := f.backoff(attempt)
+		attempt++
+		if !sleepCtx(ctx, delay) {
+			return
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (f *Forward) registerConn(cn *conn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.conns = append(f.conns, cn)
+	cn.srv.up = true
+	f.m.serverUp.WithLabelValues(cn.srv.addr).Set(1)
+	f.lastUp = time.Now()
+	f.dispatchLocked()
+}
+
+// failConnLocked closes cn and puts its unacknowledged chunks back in the
+// ready queue. reason "" means an orderly close (shutdown, idle close).
+func (f *Forward) failConnLocked(cn *conn, reason string, err error) {
+	if cn.failed {
+		return
+	}
+	cn.failed = true
+	cn.raw.Close()
+	close(cn.done)
+	for i, c := range f.conns {
+		if c == cn {
+			f.conns = append(f.conns[:i], f.conns[i+1:]...)
+			break
+		}
+	}
+	if f.rr >= len(f.conns) {
+		f.rr = 0
+	}
+	cn.srv.up = false
+	f.m.serverUp.WithLabelValues(cn.srv.addr).Set(0)
+	f.lastUp = time.Now()
+
+	// Written chunks lose their ack with the connection: they are re-sent.
+	// The one being written is the writer's to re-queue.
+	var resend []*chunk
+	for id, c := range cn.inflight {
+		if c.state == chunkInFlight {
+			resend = append(resend, c)
+			delete(cn.inflight, id)
+		}
+	}
+	retried := len(resend)
+	for _, c := range cn.sendq {
+		resend = append(resend, c)
+	}
+	cn.sendq = nil
+	if retried > 0 {
+		r := reason
+		if r == "" {
+			r = "shutdown"
+		}
+		f.m.retries.WithLabelValues(cn.srv.addr, r).Add(float64(retried))
+	}
+	f.requeueLocked(resend, cn.srv)
+	if reason != "" {
+		f.m.errors.WithLabelValues(cn.srv.addr, reason).Inc()
+		f.lastErr = fmt.Errorf("%s: %s: %w", cn.srv.addr, reason, err)
+		f.log.Error("forward: connection failed; unacknowledged batches will be sent again",
+			"server", cn.srv.addr, "reason", reason, "error", err, "resend", retried)
+	}
+	f.notifyLocked()
+	f.dispatchLocked()
+}
+
+// writer writes the chunks assigned to cn, one frame at a time.
+func (f *Forward) writer(cn *conn) {
+	for {
+		select {
+		case <-cn.wakeWriter:
+		case <-cn.done:
+			return
+		}
+		for {
+			f.mu.Lock()
+			if cn.failed || len(cn.sendq) == 0 {
+				f.mu.Unlock()
+				break
+			}
+			c := cn.sendq[0]
+			cn.sendq[0] = nil
+			cn.sendq = cn.sendq[1:]
+			c.state = chunkWriting
+			if f.cfg.RequireAck {
+				cn.inflight[c.id] = c
+			}
+			f.mu.Unlock()
+
+			err := f.prepare(c)
+			if err == nil {
+				cn.nc.SetWriteDeadline(time.Now().Add(f.writeTimeout))
+				bufs := net.Buffers{c.head, c.payload, c.opt}
+				_, err = bufs.WriteTo(cn.nc)
+			}
+			now := time.Now()
+
+			var acks []*collector.Batch
+			f.mu.Lock()
+			if err == nil {
+				c.sends++
+				c.written = now
+				f.m.recordsSent.WithLabelValues(cn.srv.addr).Add(float64(c.records))
+				f.m.bytesSent.WithLabelValues(cn.srv.addr).Add(float64(c.wireSize()))
+				f.m.batchesSent.WithLabelValues(cn.srv.addr).Inc()
+			}
+			switch {
+			case err == nil && (!f.cfg.RequireAck || c.ackedEarly):
+				acks = f.deliverLocked(c, cn, now)
+			case err == nil && !cn.failed:
+				c.state = chunkInFlight
+			default:
+				// Not written, or written to a connection that died meanwhile.
+				delete(cn.inflight, c.id)
+				cn.load--
+				if err != nil {
+					f.m.retries.WithLabelValues(cn.srv.addr, reasonWrite).Inc()
+				} else {
+					f.m.retries.WithLabelValues(cn.srv.addr, reasonRead).Inc()
+				}
+				f.requeueLocked([]*chunk{c}, cn.srv)
+				if err != nil {
+					f.failConnLocked(cn, classify(err, reasonWrite), fmt.Errorf("write: %w", err))
+				} else {
+					f.dispatchLocked()
+				}
+			}
+			f.mu.Unlock()
+			ackAll(acks)
+		}
+	}
+}
+
+// prepare compresses c (once) and builds its frame head and options. The
+// writer owns c while it is in chunkWriting, so only the accounting needs the lock.
+func (f *Forward) prepare(c *chunk) error {
+	if c.head != nil {
+		return nil
+	}
+	if f.cfg.Gzip {
+		z, err := gzipInto(f.bufs.get(len(c.entries) > smallBufCap), c.entries)
+		if err != nil {
+			return err
+		}
+		f.mu.Lock()
+		f.bufs.put(c.entries)
+		c.entries = nil
+		c.payload = z
+		f.accountLocked(c)
+		f.mu.Unlock()
+	} else {
+		c.payload = c.entries
+	}
+	c.frame(f.cfg.RequireAck, f.cfg.Gzip)
+	return nil
+}
+
+// reader reads the server's acks and matches them to chunks by id, in any order.
+func (f *Forward) reader(cn *conn) {
+	for {
+		var ack fluent.AckResp
+		err := ack.DecodeMsg(cn.r)
+		if err != nil {
+			f.mu.Lock()
+			reason := classify(err, reasonRead)
+			switch {
+			case cn.failed:
+			case errors.Is(err, io.EOF) && cn.load == 0:
+				cn.cleanClose = true
+				f.log.Info("forward: server closed an idle connection", "server", cn.srv.addr)
+				f.failConnLocked(cn, "", nil)
+			case reason == reasonProtocol:
+				f.failConnLocked(cn, reason, fmt.Errorf(
+					"server sent something other than an ack (does it require shared_key?): %w", err))
+			default:
+				f.failConnLocked(cn, reason, fmt.Errorf("read: %w", err))
+			}
+			f.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		f.mu.Lock()
+		c, ok := cn.inflight[ack.Ack]
+		if !ok || cn.failed {
+			f.mu.Unlock()
+			continue // not ours (any more): a late or foreign ack
+		}
+		delete(cn.inflight, ack.Ack)
+		if c.state == chunkWriting {
+			c.ackedEarly = true // the writer delivers it when Write returns
+			f.mu.Unlock()
+			continue
+		}
+		acks := f.deliverLocked(c, cn, now)
+		f.mu.Unlock()
+		ackAll(acks)
+	}
+}
