@@ -95,7 +95,7 @@ func DefaultForwardConfig() ForwardConfig {
 		BatchBytes:   1 << 20,
 		BatchAge:     time.Second,
 		RequireAck:   true,
-		AckTimeout:   30 * time.Second,
+		AckTimeout:   60 * time.Second,
 		Window:       4,
 		QueueBytes:   16 << 20,
 		DialTimeout:  5 * time.Second,

@@ -104,7 +104,7 @@ func sharedKeyHandshake(r *msgp.Reader, w io.Writer, selfHost, sharedKey, userna
 func readHelo(r *msgp.Reader) (nonce, auth []byte, err error) {
 	n, err := r.ReadArrayHeader()
 	if err != nil {
-		return nil, nil, fmt.Errorf("handshake: read HELO: %w", err)
+		return nil, nil, fmt.Errorf("handshake: no HELO from the server (shared_key is set: does the server have <security>?): %w", err)
 	}
 	if n != 2 {
 		return nil, nil, &handshakeError{fmt.Sprintf("HELO has %d elements, want 2 (is shared_key set on a server without one?)", n)}
