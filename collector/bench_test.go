@@ -2,16 +2,14 @@ package collector
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/logagent/logagent/collector/collectortest"
 )
 
 // BenchmarkTailParse reads a node's worth of logs through discovery, tailing,
@@ -68,61 +66,18 @@ func cpuTime() time.Duration {
 // benchLogs returns a kubelet-layout log tree, its record count and size.
 func benchLogs(b *testing.B) (string, int64, int64) {
 	b.Helper()
-	root := b.TempDir()
-	if script := os.Getenv("GENLOGS"); script != "" {
-		args := []string{script, root, "--pods", "20", "--lines", envOr("GENLOGS_LINES", "50000")}
-		if out, err := exec.Command("python3", args...).CombinedOutput(); err != nil {
-			b.Fatalf("genlogs: %v\n%s", err, out)
-		}
-		var m struct{ Records, Bytes int64 }
-		data, err := os.ReadFile(filepath.Join(root, "manifest.json"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := json.Unmarshal(data, &m); err != nil {
-			b.Fatal(err)
-		}
-		return root, m.Records, m.Bytes
+	n, err := collectortest.Generate(b.TempDir(), 20, benchLines(), os.Getenv("GENLOGS"))
+	if err != nil {
+		b.Fatal(err)
 	}
-	// Without genlogs: 20 containers of mixed plain and JSON lines with a
-	// long record split into 16 KiB pieces every 200 lines.
-	var records, size int64
-	long := strings.Repeat("x", 40000)
-	ts := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	for p := range 20 {
-		dir := filepath.Join(root, "pods", fmt.Sprintf("ns%d_pod%d_uid%d", p%5, p, p), "main")
-		os.MkdirAll(dir, 0o755)
-		os.MkdirAll(filepath.Join(root, "containers"), 0o755)
-		var sb strings.Builder
-		for i := range 20000 {
-			stamp := ts.Add(time.Duration(i) * time.Microsecond).Format(time.RFC3339Nano)
-			switch {
-			case i%200 == 199:
-				for k := 0; k < len(long); k += 16384 {
-					tag := "P"
-					if k+16384 >= len(long) {
-						tag = "F"
-					}
-					fmt.Fprintf(&sb, "%s stdout %s %s\n", stamp, tag, long[k:min(k+16384, len(long))])
-				}
-			case i%2 == 0:
-				fmt.Fprintf(&sb, `%s stdout F {"level":"info","msg":"request served","latency_ms":%d,"status":200,"trace_id":"%032x","seq":%d}`+"\n", stamp, i%900, i, i)
-			default:
-				fmt.Fprintf(&sb, "%s stderr F connection pool worker queue shard replica leader follower commit seq=%d\n", stamp, i)
-			}
-			records++
-		}
-		path := filepath.Join(dir, "0.log")
-		os.WriteFile(path, []byte(sb.String()), 0o644)
-		size += int64(sb.Len())
-		os.Symlink(path, filepath.Join(root, "containers", fmt.Sprintf("pod%d_ns%d_main-%064x.log", p, p%5, p)))
-	}
-	return root, records, size
+	return n.Root, n.Records, n.Bytes
 }
 
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
+// benchLines is records per container: the peers' workload (peers.md:
+// 20 pods x 50,000) with genlogs data, a smaller set without.
+func benchLines() int {
+	if os.Getenv("GENLOGS") != "" {
+		return 50000
 	}
-	return def
+	return 20000
 }
