@@ -190,40 +190,31 @@ func TestManifestsOnAPIServer(t *testing.T) {
 	})
 
 	t.Run("the ServiceAccount's rules are exactly read-only pods and namespaces", func(t *testing.T) {
-		// kubectl auth can-i answers single questions; the rules review lists
-		// everything the account may do, so nothing else slips through.
-		client, err := kubernetes.NewForConfig(rest.CopyConfig(saConfig))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
+		// kubectl auth can-i answers single questions; a rules review lists
+		// everything an account may do, so nothing else slips through. What
+		// every authenticated account may do (self reviews, discovery,
+		// cluster trust bundles, ...) is read from an unbound account of the
+		// same namespace and set aside.
+		_, unboundConfig := c.ServiceAccountKubeconfig(t, "logagent", "unbound")
 		for _, ns := range []string{"logagent", "default"} {
-			review, err := client.AuthorizationV1().SelfSubjectRulesReviews().Create(ctx,
-				&authorizationv1.SelfSubjectRulesReview{Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: ns}}, metav1.CreateOptions{})
-			if err != nil {
-				t.Fatalf("SelfSubjectRulesReview in %s: %v", ns, err)
+			granted := rules(t, saConfig, ns)
+			for g := range rules(t, unboundConfig, ns) {
+				delete(granted, g)
 			}
-			granted := map[string]bool{}
-			for _, r := range review.Status.ResourceRules {
-				if isSelfReview(r) {
-					continue // every authenticated user may ask about itself
-				}
-				if !slices.Equal(r.APIGroups, []string{""}) {
-					t.Errorf("%s: unexpected rule %+v", ns, r)
-					continue
-				}
-				for _, res := range r.Resources {
-					for _, v := range r.Verbs {
-						if (res != "pods" && res != "namespaces") || (v != "get" && v != "list" && v != "watch") || len(r.ResourceNames) > 0 {
-							t.Errorf("%s: unexpected grant: %s %s %v", ns, v, res, r.ResourceNames)
-						}
-						granted[v+" "+res] = true
-					}
+			var want []string
+			for _, res := range []string{"namespaces", "pods"} {
+				for _, verb := range []string{"get", "list", "watch"} {
+					want = append(want, verb+" "+res)
 				}
 			}
-			if len(granted) != 6 {
-				t.Errorf("%s: grants %v, want get, list and watch on pods and namespaces", ns, granted)
+			var got []string
+			for g := range granted {
+				got = append(got, g)
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("in %s the ServiceAccount is granted %v beyond what every account has; want exactly %v", ns, got, want)
 			}
 		}
 	})
@@ -233,15 +224,49 @@ func TestManifestsOnAPIServer(t *testing.T) {
 	})
 }
 
-// isSelfReview is the discovery rule every authenticated user holds
-// (system:basic-user): creating self subject access/rules reviews.
-func isSelfReview(r authorizationv1.ResourceRule) bool {
-	for _, res := range r.Resources {
-		if !strings.HasPrefix(res, "selfsubject") {
-			return false
+// rules returns what an account may do in a namespace, from a
+// SelfSubjectRulesReview, as "verb resource" strings ("get pods",
+// "list deployments.apps", "get secrets/name" for a named resource).
+func rules(t *testing.T, cfg *rest.Config, namespace string) map[string]bool {
+	t.Helper()
+	client, err := kubernetes.NewForConfig(rest.CopyConfig(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	review, err := client.AuthorizationV1().SelfSubjectRulesReviews().Create(ctx,
+		&authorizationv1.SelfSubjectRulesReview{Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: namespace}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("SelfSubjectRulesReview in %s: %v", namespace, err)
+	}
+	if review.Status.Incomplete {
+		t.Fatalf("SelfSubjectRulesReview in %s is incomplete: %s", namespace, review.Status.EvaluationError)
+	}
+	out := map[string]bool{}
+	for _, r := range review.Status.ResourceRules {
+		names := r.ResourceNames
+		if len(names) == 0 {
+			names = []string{""}
+		}
+		for _, group := range r.APIGroups {
+			for _, res := range r.Resources {
+				if group != "" {
+					res += "." + group
+				}
+				for _, verb := range r.Verbs {
+					for _, name := range names {
+						g := verb + " " + res
+						if name != "" {
+							g += "/" + name
+						}
+						out[g] = true
+					}
+				}
+			}
 		}
 	}
-	return slices.Equal(r.Verbs, []string{"create"})
+	return out
 }
 
 // testAgentAsServiceAccount runs the built agent with deploy/kubernetes'
@@ -269,7 +294,7 @@ func testAgentAsServiceAccount(t *testing.T, c *kubetest.Cluster, objs []object,
 	}
 
 	dir := t.TempDir()
-	glob := writeKubeletLogs(t, dir, []container{{namespace: "shop", pod: "web-1", uid: string(pod.UID), name: "nginx", lines: 3}})
+	glob := filepath.Join(dir, "containers", "*.log")
 	raw, _ := configOf(t, objs)
 	config := writeFile(t, "config.yaml", []byte(raw))
 	// deploy/kubernetes' own configuration, with what differs off-cluster
@@ -278,16 +303,21 @@ func testAgentAsServiceAccount(t *testing.T, c *kubetest.Cluster, objs []object,
 		"--output", "stdout", "--kubeconfig", saKubeconfig,
 		"--log-glob", glob, "--state-dir", filepath.Join(dir, "state"), "--log-format", "text")
 
-	waitFor(t, 90*time.Second, "the agent's /readyz", func() (bool, string) {
+	waitFor(t, 90*time.Second, "the agent's /readyz and both informers synced", func() (bool, string) {
 		status, body, err := httpGet("http://" + a.addr + "/readyz")
-		return err == nil && status == 200, fmt.Sprintf("%d %q %v; agent log:\n%s", status, body, err, tail(a.stderr.String(), 20))
-	})
-	for _, informer := range []string{"pods", "namespaces"} {
-		v, ok, err := a.metric("logagent_enrich_informer_synced", map[string]string{"informer": informer})
-		if err != nil || !ok || v != 1 {
-			t.Errorf("logagent_enrich_informer_synced{informer=%q} = %v (present %v, %v), want 1", informer, v, ok, err)
+		if err != nil || status != 200 {
+			return false, fmt.Sprintf("/readyz: %d %q %v; agent log:\n%s", status, body, err, tail(a.stderr.String(), 20))
 		}
-	}
+		for _, informer := range []string{"pods", "namespaces"} {
+			v, ok, err := a.metric("logagent_enrich_informer_synced", map[string]string{"informer": informer})
+			if err != nil || !ok || v != 1 {
+				return false, fmt.Sprintf("logagent_enrich_informer_synced{informer=%q} = %v (present %v, %v)", informer, v, ok, err)
+			}
+		}
+		return true, ""
+	})
+	// The pod's log appears once the agent knows the pod and its namespace.
+	writeKubeletLogs(t, dir, []container{{namespace: "shop", pod: "web-1", uid: string(pod.UID), name: "nginx", lines: 3}})
 
 	waitFor(t, 60*time.Second, "3 enriched records on stdout", func() (bool, string) {
 		var n int
@@ -312,7 +342,8 @@ func testAgentAsServiceAccount(t *testing.T, c *kubetest.Cluster, objs []object,
 				n++
 			}
 		}
-		return n == 3, fmt.Sprintf("%d of 3 records carry the pod's and namespace's labels; stdout:\n%s", n, tail(a.stdout.String(), 5))
+		return n == 3, fmt.Sprintf("%d of 3 records carry the pod's and namespace's labels; stdout:\n%s\nagent log:\n%s",
+			n, tail(a.stdout.String(), 5), tail(a.stderr.String(), 20))
 	})
 }
 
