@@ -159,10 +159,11 @@ func (p *bufPool) put(b []byte) {
 	case c == 0:
 	case c >= p.largeCap && c <= 2*p.largeCap:
 		p.large.Put(&b)
-	case c >= smallBufCap && c < p.largeCap/2:
+	case c >= smallBufCap && c <= 4*smallBufCap:
 		p.small.Put(&b)
 	}
-	// Other sizes (odd growth steps, one giant record) go to the GC.
+	// Other sizes (growth steps in between, one giant record) go to the GC,
+	// so that a quiet tag's chunk never pins a big buffer from the pool.
 }
 
 // appendWriter lets gzip write into a byte slice.

@@ -363,7 +363,9 @@ func (f *Forward) prepare(c *chunk) error {
 		return nil
 	}
 	if f.cfg.Gzip {
-		z, err := gzipInto(f.bufs.get(len(c.entries) > smallBufCap), c.entries)
+		// The compressed size is unknown: start small and let it grow, so
+		// that queue_bytes counts what the payload really holds.
+		z, err := gzipInto(f.bufs.get(false), c.entries)
 		if err != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/logagent/logagent/collector"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tinylib/msgp/msgp"
 )
 
 // ErrClosed is returned by Send once Close has been called.
@@ -71,6 +72,7 @@ type Forward struct {
 	started        time.Time
 	lastUp         time.Time
 	lastErr        error
+	lastBadMetaLog time.Time
 }
 
 // NewForward checks cfg, loads the TLS files and registers the metrics on reg
@@ -122,6 +124,9 @@ func NewForward(cfg ForwardConfig, reg prometheus.Registerer, log *slog.Logger) 
 // Send encodes b's records into its tag's open chunk. It blocks while the
 // output holds more than queue_bytes, and fails only when ctx is done or the
 // output is closed. b is acknowledged once all its records are delivered.
+// Once accepted, b belongs to the output: its Records are dropped (set to
+// nil) as soon as they are encoded, so that the buffers they point into can
+// be freed before the ack arrives.
 func (f *Forward) Send(ctx context.Context, b *collector.Batch) error {
 	if len(b.Records) == 0 {
 		b.Ack() // nothing to deliver
@@ -168,6 +173,17 @@ func (f *Forward) appendBatchLocked(b *collector.Batch, now time.Time) {
 	}
 	p := &pending{b: b}
 	kube := b.Kubernetes
+	if len(kube) > 0 && !isOneMap(kube) {
+		// Appending it raw would make the whole frame undecodable and lose
+		// every record in it: send these records without it, counted.
+		kube = nil
+		f.m.badMetadata.Add(float64(len(b.Records)))
+		if now.Sub(f.lastBadMetaLog) > 10*time.Second {
+			f.lastBadMetaLog = now
+			f.log.Warn("forward: batch metadata is not one msgpack map; records sent without \"kubernetes\"",
+				"tag", tag, "records", len(b.Records))
+		}
+	}
 	for i := range b.Records {
 		c := ts.open
 		if c == nil {
@@ -191,6 +207,15 @@ func (f *Forward) appendBatchLocked(b *collector.Batch, now time.Time) {
 	if ts.open != nil {
 		f.accountLocked(ts.open)
 	}
+}
+
+// isOneMap reports whether b is exactly one msgpack map.
+func isOneMap(b []byte) bool {
+	if msgp.NextType(b) != msgp.MapType {
+		return false
+	}
+	rest, err := msgp.Skip(b)
+	return err == nil && len(rest) == 0
 }
 
 // accountLocked brings c's share of the queued bytes up to date.

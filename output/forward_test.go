@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logagent/logagent/collector"
 	"github.com/logagent/logagent/output/forwardtest"
 	"github.com/tinylib/msgp/msgp"
 )
@@ -33,6 +34,10 @@ func TestForwardDeliversEveryRecord(t *testing.T) {
 			fd := newFeeder(3, 100)
 			fd.sendN(t, h.f, 60, 50) // 3000 records, ~400 KB
 			waitFor(t, 20*time.Second, "all batches acknowledged", fd.allAcked)
+			if !tc.ack {
+				// Delivered means written: the receiver may still be reading.
+				waitFor(t, 10*time.Second, "the receiver to read everything", func() bool { return tally.Distinct() == 3000 })
+			}
 			if dups := checkTally(t, tally, fd); dups != 0 {
 				t.Errorf("%d duplicates without any failure", dups)
 			}
@@ -467,5 +472,41 @@ func TestSendHonoursContextAndEmptyBatches(t *testing.T) {
 	}
 	if err := f.Close(context.Background()); err != nil {
 		t.Fatalf("Close with nothing pending: %v", err)
+	}
+}
+
+func TestInvalidMetadataIsLeftOutNotFatal(t *testing.T) {
+	skipShort(t)
+	tally := &forwardtest.Tally{}
+	r := startReceiver(t, "127.0.0.1:0", forwardtest.Config{}, tally)
+	h := startForward(t, testConfig(r.Addr()))
+	fd := newFeeder(1, 10)
+	good, goodLogs := fd.batch(3)
+	bad, badLogs := fd.batch(3)
+	bad.Kubernetes = []byte{0x83, 0xa1} // a truncated map
+	for _, b := range []*collector.Batch{good, bad} {
+		if err := h.f.Send(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fd.expected, fd.sent = append(goodLogs, badLogs...), 2
+	waitFor(t, 10*time.Second, "acks", fd.allAcked)
+	checkTally(t, tally, fd)
+	if got := h.metric(h.f.m.badMetadata); got != 3 {
+		t.Errorf("records_without_metadata_total = %v, want 3", got)
+	}
+	if h.logs.count("not one msgpack map") != 1 {
+		t.Errorf("want one warning:\n%s", h.logs)
+	}
+	for _, rc := range tally.Receipts() {
+		for _, ev := range rc.Events {
+			if strings.HasPrefix(ev.Log, "rec-0000003") || strings.HasPrefix(ev.Log, "rec-0000004") || strings.HasPrefix(ev.Log, "rec-0000005") {
+				if ev.Kubernetes != nil {
+					t.Errorf("%q carries the invalid metadata", ev.Log)
+				}
+			} else if ev.Kubernetes == nil {
+				t.Errorf("%q lost its valid metadata", ev.Log)
+			}
+		}
 	}
 }

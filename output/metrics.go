@@ -16,6 +16,7 @@ type metrics struct {
 	queuedBytes  prometheus.Gauge
 	ackLatency   prometheus.Histogram
 	serverUp     *prometheus.GaugeVec // server
+	badMetadata  prometheus.Counter
 }
 
 // Error and retry reasons.
@@ -81,10 +82,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "logagent_output_server_up",
 			Help: "1 while a connection to the server is established (after TLS and handshake).",
 		}, []string{"server"}),
+		badMetadata: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logagent_output_records_without_metadata_total",
+			Help: "Records sent without their \"kubernetes\" map because it was not valid msgpack (nothing is dropped).",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.recordsSent, m.bytesSent, m.batchesSent, m.recordsAcked, m.bytesAcked,
-			m.batchesAcked, m.retries, m.errors, m.inFlight, m.queuedBytes, m.ackLatency, m.serverUp)
+			m.batchesAcked, m.retries, m.errors, m.inFlight, m.queuedBytes, m.ackLatency, m.serverUp, m.badMetadata)
 	}
 	return m
 }
