@@ -128,42 +128,56 @@ func (c *chunk) frame(requireAck, gzipped bool) {
 // wireSize is the frame's size on the wire.
 func (c *chunk) wireSize() int { return len(c.head) + len(c.payload) + len(c.opt) }
 
-// bufPool recycles entry and payload buffers in two size classes, so that a
-// quiet tag's open chunk does not pin a batch-sized buffer.
+// bufPool recycles entry and payload buffers: batch-sized ones for busy
+// tags, and power-of-two classes from 16 KiB for the rest, so that a quiet
+// tag's chunk does not pin a batch-sized buffer and a growing one is reused.
 type bufPool struct {
-	small, large sync.Pool
-	largeCap     int
+	classes  [numClasses]sync.Pool // class k: cap >= minClass<<k
+	large    sync.Pool             // cap == largeCap (or a little more)
+	largeCap int
 }
 
-const smallBufCap = 16 << 10
+const (
+	minClass   = 16 << 10
+	numClasses = 6 // 16 KiB .. 512 KiB
+)
 
 func newBufPool(batchBytes int) *bufPool {
 	return &bufPool{largeCap: batchBytes + batchBytes/4 + 4<<10}
 }
 
-func (p *bufPool) get(large bool) []byte {
-	if large {
+// get returns an empty buffer that holds at least size bytes (a batch-sized
+// one for size >= largeCap).
+func (p *bufPool) get(size int) []byte {
+	if size >= p.largeCap || size > minClass<<(numClasses-1) {
 		if b, ok := p.large.Get().(*[]byte); ok {
 			return (*b)[:0]
 		}
-		return make([]byte, 0, p.largeCap)
+		return make([]byte, 0, max(size, p.largeCap))
 	}
-	if b, ok := p.small.Get().(*[]byte); ok {
+	k := 0
+	for minClass<<k < size {
+		k++
+	}
+	if b, ok := p.classes[k].Get().(*[]byte); ok {
 		return (*b)[:0]
 	}
-	return make([]byte, 0, smallBufCap)
+	return make([]byte, 0, minClass<<k)
 }
 
 func (p *bufPool) put(b []byte) {
-	switch c := cap(b); {
-	case c == 0:
+	c := cap(b)
+	switch {
 	case c >= p.largeCap && c <= 2*p.largeCap:
 		p.large.Put(&b)
-	case c >= smallBufCap && c <= 4*smallBufCap:
-		p.small.Put(&b)
+	case c >= minClass && c < p.largeCap:
+		k := 0
+		for k+1 < numClasses && minClass<<(k+1) <= c {
+			k++
+		}
+		p.classes[k].Put(&b)
 	}
-	// Other sizes (growth steps in between, one giant record) go to the GC,
-	// so that a quiet tag's chunk never pins a big buffer from the pool.
+	// Larger ones (one giant record) go to the GC.
 }
 
 // appendWriter lets gzip write into a byte slice.

@@ -97,7 +97,7 @@ func DefaultForwardConfig() ForwardConfig {
 		RequireAck:   true,
 		AckTimeout:   60 * time.Second,
 		Window:       4,
-		QueueBytes:   16 << 20,
+		QueueBytes:   8 << 20,
 		DialTimeout:  5 * time.Second,
 		RetryMin:     500 * time.Millisecond,
 		RetryMax:     30 * time.Second,

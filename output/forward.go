@@ -34,8 +34,8 @@ type server struct {
 
 // tagState is a tag's open chunk and a hint for sizing the next one.
 type tagState struct {
-	open  *chunk
-	large bool // the last chunk filled up: start the next one with a batch-sized buffer
+	open *chunk
+	next int // buffer size for its next chunk: the last one's, or batch-sized once one filled up
 }
 
 // Forward is the Forward-protocol output: a collector.Sink that packs records
@@ -187,7 +187,7 @@ func (f *Forward) appendBatchLocked(b *collector.Batch, now time.Time) {
 	for i := range b.Records {
 		c := ts.open
 		if c == nil {
-			c = &chunk{id: newChunkID(), tag: tag, entries: f.bufs.get(ts.large), opened: now}
+			c = &chunk{id: newChunkID(), tag: tag, entries: f.bufs.get(ts.next), opened: now}
 			ts.open = c
 			f.pendingChunks++
 		}
@@ -200,8 +200,8 @@ func (f *Forward) appendBatchLocked(b *collector.Batch, now time.Time) {
 		c.records++
 		f.pendingRecords++
 		if len(c.entries) >= f.cfg.BatchBytes {
-			ts.large = true
 			f.sealLocked(ts)
+			ts.next = f.bufs.largeCap
 		}
 	}
 	if ts.open != nil {
@@ -233,6 +233,7 @@ func (f *Forward) accountLocked(c *chunk) {
 func (f *Forward) sealLocked(ts *tagState) {
 	c := ts.open
 	ts.open = nil
+	ts.next = len(c.entries) + len(c.entries)/4
 	f.accountLocked(c)
 	c.bytes = len(c.entries)
 	c.last = nil
