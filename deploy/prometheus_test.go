@@ -213,7 +213,9 @@ func testDashboardQueries(t *testing.T, prom *prometheusServer, present map[stri
 	dash := loadDashboard(t)
 	vars := strings.NewReplacer(`$__rate_interval`, "10s", `$__range`, "5m", `$job`, "logagent", `$instance`, ".+")
 	var queries, withData int
-	defer func() { t.Logf("%d dashboard queries evaluated, %d of them required to return data", queries, withData) }()
+	defer func() {
+		t.Logf("%d dashboard queries evaluated, %d of them required to return data", queries, withData)
+	}()
 	for _, p := range dash.panels() {
 		for _, expr := range p.Exprs {
 			q := vars.Replace(expr)
