@@ -167,9 +167,9 @@ func (f *Forward) serverLoop(ctx context.Context, s *server) {
 			reason := classify(err, reasonDial)
 			delay := f.backoff(attempt)
 			attempt++
-			f.m.errors.WithLabelValues(s.addr, reason).Inc()
 			f.log.Error("forward: cannot connect to server; batches stay queued",
 				"server", s.addr, "reason", reason, "error", err, "retry_in", delay.Round(time.Millisecond))
+			f.m.errors.WithLabelValues(s.addr, reason).Inc()
 			f.mu.Lock()
 			f.lastErr = fmt.Errorf("%s: %s: %w", s.addr, reason, err)
 			f.mu.Unlock()
@@ -280,10 +280,10 @@ func (f *Forward) failConnLocked(cn *conn, reason string, err error) {
 	}
 	f.requeueLocked(resend, cn.srv)
 	if reason != "" {
-		f.m.errors.WithLabelValues(cn.srv.addr, reason).Inc()
 		f.lastErr = fmt.Errorf("%s: %s: %w", cn.srv.addr, reason, err)
 		f.log.Error("forward: connection failed; unacknowledged batches will be sent again",
 			"server", cn.srv.addr, "reason", reason, "error", err, "resend", retried)
+		f.m.errors.WithLabelValues(cn.srv.addr, reason).Inc()
 	}
 	f.notifyLocked()
 	f.dispatchLocked()

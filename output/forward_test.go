@@ -172,7 +172,10 @@ func TestAckTimeoutResendsOnlyLostAcks(t *testing.T) {
 	fd.sendN(t, h.f, 5, 10)
 	retries := h.f.m.retries.WithLabelValues(r.Addr(), reasonAckTimeout)
 	waitFor(t, 10*time.Second, "an ack timeout", func() bool { return h.metric(retries) >= 1 })
-	r.ReleaseAcks(false) // to the dead connection: lost
+	// Release the acks once the receiver has seen that connection end, so
+	// that it does not count them as delivered: they are lost.
+	waitFor(t, 10*time.Second, "the receiver to see the connection closed", func() bool { return r.Ended() >= 1 })
+	r.ReleaseAcks(false)
 	waitFor(t, 20*time.Second, "all batches acknowledged", fd.allAcked)
 	dups := checkTally(t, tally, fd)
 	if dups == 0 {

@@ -53,6 +53,7 @@ type Receiver struct {
 	authFailures atomic.Int64
 	tlsFailures  atomic.Int64
 	conns0       atomic.Int64
+	ended        atomic.Int64
 	frames       atomic.Int64
 }
 
@@ -93,6 +94,9 @@ func (r *Receiver) TLSFailures() int { return int(r.tlsFailures.Load()) }
 
 // Frames counts frames this receiver took in.
 func (r *Receiver) Frames() int { return int(r.frames.Load()) }
+
+// Ended counts connections that are over (acks written to them are lost).
+func (r *Receiver) Ended() int { return int(r.ended.Load()) }
 
 // Connections counts accepted connections.
 func (r *Receiver) Connections() int { return int(r.conns0.Load()) }
@@ -193,6 +197,7 @@ func (r *Receiver) accept() {
 				r.mu.Lock()
 				delete(r.conns, rc)
 				r.mu.Unlock()
+				r.ended.Add(1)
 			}()
 			r.serve(rc)
 		})
