@@ -3,6 +3,7 @@ package output
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -512,4 +513,16 @@ func TestInvalidMetadataIsLeftOutNotFatal(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestServerByHostName(t *testing.T) {
+	skipShort(t)
+	tally := &forwardtest.Tally{}
+	r := startReceiver(t, "127.0.0.1:0", forwardtest.Config{}, tally)
+	_, port, _ := net.SplitHostPort(r.Addr())
+	h := startForward(t, testConfig(net.JoinHostPort("localhost", port)))
+	fd := newFeeder(1, 10)
+	fd.sendN(t, h.f, 5, 10)
+	waitFor(t, 10*time.Second, "acks", fd.allAcked)
+	checkTally(t, tally, fd)
 }
