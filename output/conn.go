@@ -330,8 +330,16 @@ func (f *Forward) writer(cn *conn) {
 				f.m.batchesSent.WithLabelValues(cn.srv.addr).Inc()
 			}
 			switch {
-			case err == nil && (!f.cfg.RequireAck || c.ackedEarly):
+			case c.ackedEarly || (err == nil && !f.cfg.RequireAck):
+				// Acknowledged while Write was returning: the server has it all,
+				// even if Write reported an error afterwards.
+				if err != nil {
+					c.written = now
+				}
 				acks = f.deliverLocked(c, cn, now)
+				if err != nil {
+					f.failConnLocked(cn, classify(err, reasonWrite), fmt.Errorf("write: %w", err))
+				}
 			case err == nil && !cn.failed:
 				c.state = chunkInFlight
 			default:
