@@ -220,8 +220,9 @@ func (r *Receiver) serve(rc *rconn) {
 		}
 	}
 	var payload []byte
+	kubes := make(map[string][]byte)
 	for {
-		rec, n, err := r.readFrame(mr, &payload)
+		rec, n, err := r.readFrame(mr, &payload, kubes)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isConnReset(err) {
 				r.tally.invalidEntry("frame: %v", err)
@@ -270,7 +271,7 @@ func (r *Receiver) writeAck(rc *rconn, rec *Receipt) {
 
 // readFrame reads one Forward message in any mode and returns its receipt
 // and number of entries.
-func (r *Receiver) readFrame(mr *msgp.Reader, buf *[]byte) (*Receipt, int, error) {
+func (r *Receiver) readFrame(mr *msgp.Reader, buf *[]byte, kubes map[string][]byte) (*Receipt, int, error) {
 	n, err := mr.ReadArrayHeader()
 	if err != nil {
 		return nil, 0, err
@@ -334,7 +335,7 @@ func (r *Receiver) readFrame(mr *msgp.Reader, buf *[]byte) (*Receipt, int, error
 			return nil, 0, fmt.Errorf("gzip: %w", err)
 		}
 	}
-	count := r.parseEntries(entries, rec)
+	count := r.parseEntries(entries, rec, kubes)
 	if size >= 0 && size != count {
 		r.tally.invalidEntry("option size %d but %d entries", size, count)
 	}
@@ -379,7 +380,7 @@ func (r *Receiver) readOptions(mr *msgp.Reader, rec *Receipt) (int, error) {
 }
 
 // parseEntries walks concatenated [time, record] entries, checking each.
-func (r *Receiver) parseEntries(b []byte, rec *Receipt) int {
+func (r *Receiver) parseEntries(b []byte, rec *Receipt, kubes map[string][]byte) int {
 	count := 0
 	for len(b) > 0 {
 		var err error
@@ -418,7 +419,7 @@ func (r *Receiver) parseEntries(b []byte, rec *Receipt) int {
 			continue
 		}
 		ev := Event{Time: tm}
-		if b, err = parseRecord(b, &ev); err != nil {
+		if b, err = parseRecord(b, &ev, kubes); err != nil {
 			r.tally.invalidEntry("entry %d: %v", count, err)
 			return count
 		}
@@ -427,7 +428,8 @@ func (r *Receiver) parseEntries(b []byte, rec *Receipt) int {
 	return count
 }
 
-func parseRecord(b []byte, ev *Event) ([]byte, error) {
+// kubes interns the "kubernetes" maps: records of one source share one.
+func parseRecord(b []byte, ev *Event, kubes map[string][]byte) ([]byte, error) {
 	n, b, err := msgp.ReadMapHeaderBytes(b)
 	if err != nil {
 		return b, fmt.Errorf("record is not a map: %w", err)
@@ -453,7 +455,15 @@ func parseRecord(b []byte, ev *Event) ([]byte, error) {
 			if serr != nil {
 				return b, fmt.Errorf("kubernetes: %w", serr)
 			}
-			ev.Kubernetes = append([]byte(nil), b[:len(b)-len(rest)]...)
+			raw := b[:len(b)-len(rest)]
+			if k, ok := kubes[string(raw)]; ok {
+				ev.Kubernetes = k
+			} else {
+				ev.Kubernetes = append([]byte(nil), raw...)
+				if len(kubes) < 10000 {
+					kubes[string(raw)] = ev.Kubernetes
+				}
+			}
 			b = rest
 		default:
 			b, err = msgp.Skip(b)

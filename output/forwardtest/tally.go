@@ -12,7 +12,7 @@ type Event struct {
 	Time       time.Time
 	Log        string
 	Stream     string
-	Kubernetes []byte // the raw msgpack value of the "kubernetes" key, nil if absent
+	Kubernetes []byte // the raw msgpack value of the "kubernetes" key, nil if absent; shared, read-only
 }
 
 // Receipt is one frame as a receiver took it in.
