@@ -526,3 +526,27 @@ func TestServerByHostName(t *testing.T) {
 	waitFor(t, 10*time.Second, "acks", fd.allAcked)
 	checkTally(t, tally, fd)
 }
+
+func TestAckTimeoutResendsToAnotherServer(t *testing.T) {
+	skipShort(t)
+	tally := &forwardtest.Tally{}
+	mute := startReceiver(t, "127.0.0.1:0", forwardtest.Config{}, tally)
+	mute.HoldAcks() // takes frames, never acks
+	good := startReceiver(t, "127.0.0.1:0", forwardtest.Config{}, tally)
+	cfg := testConfig(mute.Addr(), good.Addr())
+	cfg.AckTimeout = 200 * time.Millisecond
+	h := startForward(t, cfg)
+	waitFor(t, 10*time.Second, "both connected", func() bool {
+		return h.metric(h.f.m.serverUp.WithLabelValues(mute.Addr())) == 1 && h.metric(h.f.m.serverUp.WithLabelValues(good.Addr())) == 1
+	})
+	fd := newFeeder(2, 100)
+	fd.sendN(t, h.f, 40, 20)
+	waitFor(t, 30*time.Second, "every batch acknowledged by the server that acks", fd.allAcked)
+	if mute.Frames() == 0 {
+		t.Fatal("round-robin never used the mute server")
+	}
+	if got := h.metric(h.f.m.retries.WithLabelValues(mute.Addr(), reasonAckTimeout)); got < 1 {
+		t.Errorf("retries{mute, ack_timeout} = %v", got)
+	}
+	checkTally(t, tally, fd)
+}
