@@ -106,34 +106,74 @@ func appendKVs(dst []byte, k string, kvs []kv) []byte {
 	return dst
 }
 
-// encodedSize is a close upper bound of the encoding's length, to allocate
-// the immutable slice once.
-func encodedSize(p *podFields, c containerFields) int {
-	// 5 bytes of header per string at most (str32), plus map headers.
-	size := 16
-	add := func(k, v string) { size += len(k) + len(v) + 10 }
-	add("namespace_name", p.namespace)
-	add("pod_name", p.name)
-	add("pod_id", p.uid)
-	add("pod_ip", p.ip)
-	add("host", p.host)
-	add("container_name", c.name)
-	add("container_id", c.id)
-	add("container_image", c.image)
-	for _, l := range [][]kv{p.labels, p.annotations, p.nsLabels} {
-		size += 32
-		for _, e := range l {
-			add(e.k, e.v)
-		}
+// strSize is the exact msgpack size of a string.
+func strSize(s string) int {
+	switch n := len(s); {
+	case n < 32:
+		return 1 + n
+	case n < 1<<8:
+		return 2 + n
+	case n < 1<<16:
+		return 3 + n
+	default:
+		return 5 + n
 	}
-	add("owner", "")
-	add("kind", p.owner.Kind)
-	add("name", p.owner.Name)
-	return size
 }
 
-// encode returns the immutable encoding for one container of the pod.
+// mapHeaderSize is the exact msgpack size of a map header.
+func mapHeaderSize(n int) int {
+	switch {
+	case n < 16:
+		return 1
+	case n < 1<<16:
+		return 3
+	default:
+		return 5
+	}
+}
+
+// encodedSize is the exact length of encodeKubernetes' output, so each
+// shared encoding is allocated once at its final size (these live as long as
+// the pod version: no slack).
+func encodedSize(p *podFields, c containerFields) int {
+	n, size := 0, 0
+	add := func(k, v string, present bool) {
+		if present {
+			n++
+			size += strSize(k) + strSize(v)
+		}
+	}
+	add("namespace_name", p.namespace, true)
+	add("pod_name", p.name, true)
+	add("pod_id", p.uid, p.uid != "")
+	add("pod_ip", p.ip, p.ip != "")
+	add("host", p.host, p.host != "")
+	add("container_name", c.name, true)
+	add("container_id", c.id, c.id != "")
+	add("container_image", c.image, c.image != "")
+	for _, l := range []struct {
+		k   string
+		kvs []kv
+	}{{"labels", p.labels}, {"annotations", p.annotations}, {"namespace_labels", p.nsLabels}} {
+		if len(l.kvs) == 0 {
+			continue
+		}
+		n++
+		size += strSize(l.k) + mapHeaderSize(len(l.kvs))
+		for _, e := range l.kvs {
+			size += strSize(e.k) + strSize(e.v)
+		}
+	}
+	if p.hasOwner {
+		n++
+		size += strSize("owner") + mapHeaderSize(2) + strSize("kind") + strSize(p.owner.Kind) + strSize("name") + strSize(p.owner.Name)
+	}
+	return mapHeaderSize(n) + size
+}
+
+// encode returns the immutable encoding for one container of the pod. Its
+// capacity equals its length, so a reader's append cannot write into the
+// shared bytes.
 func encode(p *podFields, c containerFields) []byte {
-	b := encodeKubernetes(make([]byte, 0, encodedSize(p, c)), p, c)
-	return b[:len(b):len(b)] // cap = len: an append by a reader cannot write into shared bytes
+	return encodeKubernetes(make([]byte, 0, encodedSize(p, c)), p, c)
 }

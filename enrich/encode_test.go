@@ -45,6 +45,29 @@ func TestEncodeKubernetes(t *testing.T) {
 	}
 }
 
+func TestEncodedSizeExact(t *testing.T) {
+	long := string(bytes.Repeat([]byte("x"), 300))
+	huge := string(bytes.Repeat([]byte("y"), 70000))
+	many := make([]kv, 20)
+	for i := range many {
+		many[i] = kv{string(rune('a' + i)), long}
+	}
+	for _, tc := range []struct {
+		p *podFields
+		c containerFields
+	}{
+		{&podFields{namespace: "n", name: "p"}, containerFields{name: "c"}},
+		{&podFields{namespace: "n", name: long, uid: "u", ip: "1.2.3.4", host: "h", labels: many, annotations: []kv{{"big", huge}},
+			nsLabels: []kv{{"a", "b"}}, owner: owner{"Deployment", "web"}, hasOwner: true}, containerFields{name: "c", id: long, image: "i"}},
+	} {
+		b := encode(tc.p, tc.c)
+		if len(b) != encodedSize(tc.p, tc.c) || cap(b) != len(b) {
+			t.Errorf("len %d cap %d, encodedSize %d", len(b), cap(b), encodedSize(tc.p, tc.c))
+		}
+		decode(t, b)
+	}
+}
+
 func TestEncodeOmitsEmpty(t *testing.T) {
 	d := decode(t, encode(&podFields{namespace: "ns", name: "p"}, containerFields{name: "c"}))
 	if want := []string{"namespace_name", "pod_name", "container_name"}; !slices.Equal(d.keys, want) {

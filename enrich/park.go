@@ -3,6 +3,7 @@ package enrich
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/logagent/logagent/collector"
@@ -14,6 +15,10 @@ import (
 // shows up or its deadline passes, by one releaser (Run) or by Close.
 type parker struct {
 	m *metrics
+
+	// nQueues mirrors len(queues) so the hit path skips the lock when
+	// nothing waits, the usual state.
+	nQueues atomic.Int64
 
 	mu     sync.Mutex
 	queues map[string]*parkedQueue
@@ -49,6 +54,9 @@ func signal(ch chan struct{}) {
 // it did. The queue lives until its last batch has been delivered, so a batch
 // that finds none can go straight on without overtaking earlier ones.
 func (p *parker) join(key string, b *collector.Batch) bool {
+	if p.nQueues.Load() == 0 {
+		return false
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	q := p.queues[key]
@@ -72,6 +80,7 @@ func (p *parker) park(key string, b *collector.Batch, deadline time.Time) bool {
 		}
 		q = &parkedQueue{deadline: deadline}
 		p.queues[key] = q
+		p.nQueues.Add(1)
 	}
 	q.batches = append(q.batches, b)
 	p.m.parked.Inc()
@@ -133,6 +142,7 @@ func (p *parker) drain(ctx context.Context, key string, deliver func(context.Con
 	q.draining = false
 	if len(q.batches) == 0 {
 		delete(p.queues, key)
+		p.nQueues.Add(-1)
 	} else {
 		q.deadline = time.Time{} // the rest joined while draining: next pass
 	}
