@@ -41,6 +41,12 @@ type Enricher struct {
 	lastErr atomic.Pointer[error] // the latest list/watch failure, for Ready
 	running atomic.Bool
 	closed  atomic.Bool
+
+	// nsSynced is set once the namespace informer has synced; until then
+	// (for at most MissWait after Run starts) batches of cached pods wait too,
+	// so a namespace's exclusion label cannot be missed at start-up.
+	nsSynced  atomic.Bool
+	startedAt atomic.Int64 // Unix ns when Run began
 }
 
 // New builds an Enricher for cfg.NodeName's pods. It does not contact the
@@ -128,6 +134,12 @@ func (e *Enricher) Send(ctx context.Context, b *collector.Batch) error {
 		return nil
 	}
 	m, res := e.cache.lookup(src)
+	if m != nil && e.namespacesReady() {
+		return e.deliver(ctx, b, m, res)
+	}
+	if m != nil && e.cfg.MissWait > 0 && e.park.park(key, b, time.Now().Add(e.cfg.MissWait)) {
+		return nil // waits for the namespaces, not for the pod
+	}
 	if m != nil {
 		return e.deliver(ctx, b, m, res)
 	}
@@ -139,6 +151,20 @@ func (e *Enricher) Send(ctx context.Context, b *collector.Batch) error {
 		return nil
 	}
 	return e.release(ctx, b) // Close has begun: no waiting
+}
+
+// namespacesReady reports whether namespace labels are known, or have been
+// waited for long enough: MissWait after Run began.
+func (e *Enricher) namespacesReady() bool {
+	if e.nsInf == nil || e.nsSynced.Load() {
+		return true
+	}
+	if e.nsReg.HasSynced() {
+		e.nsSynced.Store(true)
+		return true
+	}
+	start := e.startedAt.Load()
+	return start != 0 && time.Since(time.Unix(0, start)) >= e.cfg.MissWait
 }
 
 // deliver attaches m's metadata to b (or drops b if selection says so) and
@@ -181,6 +207,7 @@ func (e *Enricher) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return errors.New("enrich: Run called twice")
 	}
+	e.startedAt.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
 	start := func(name string, inf cache.SharedIndexInformer, reg cache.ResourceEventHandlerRegistration) {
 		wg.Add(2)
@@ -211,7 +238,7 @@ func (e *Enricher) releaser(ctx context.Context) {
 	defer timer.Stop()
 	ready := func(b *collector.Batch) bool {
 		m, _ := e.cache.lookup(b.Source)
-		return m != nil
+		return m != nil && e.namespacesReady()
 	}
 	for {
 		keys, next := e.park.due(time.Now(), ready)

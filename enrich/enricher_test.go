@@ -7,13 +7,16 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/logagent/logagent/collector"
 )
@@ -541,5 +544,52 @@ func TestNewRejects(t *testing.T) {
 	te := startEnricher(t, testConfig())
 	if err := te.Run(context.Background()); err == nil {
 		t.Error("second Run succeeded")
+	}
+}
+
+// Until the namespace informer has synced, batches of cached pods wait (at
+// most MissWait) so a namespace's exclusion label is not missed at start-up.
+func TestWaitsForNamespacesAtStart(t *testing.T) {
+	client := newFakeClient(newPod("muted", "p", "u-1"), namespace("muted", map[string]string{excludeKey: "true"}))
+	// The fake serialises all calls, so a slow list cannot be a blocked one:
+	// fail namespace lists until the test lets them through.
+	var nsDown atomic.Bool
+	nsDown.Store(true)
+	client.PrependReactor("list", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if nsDown.Load() {
+			return true, nil, errors.New("namespaces unavailable")
+		}
+		return false, nil, nil // fall through to the tracker
+	})
+	cfg := testConfig()
+	cfg.MissWait = maxMissWait
+	next := &recorder{}
+	e, err := New(cfg, client, next, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	src := source("muted", "p", "u-1", "app", "")
+	waitFor(t, 5*time.Second, "pod cached", func() bool { m, _ := e.cache.lookup(src); return m != nil })
+	if err := e.Ready(); err == nil || !strings.Contains(err.Error(), "namespaces") {
+		t.Errorf("Ready = %v, want the namespace informer named", err)
+	}
+	b := batch(src, 2, nil)
+	if err := e.Send(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if b.Acked() || next.len() != 0 {
+		t.Fatal("batch went on before namespace labels were known")
+	}
+	nsDown.Store(false)
+	waitFor(t, 30*time.Second, "batch excluded", func() bool { return b.Acked() })
+	if next.len() != 0 {
+		t.Error("batch of an excluded namespace delivered")
+	}
+	if got := value(t, e.m.excluded.WithLabelValues(reasonNamespaceLabel)); got != 2 {
+		t.Errorf("excluded records = %v, want 2", got)
 	}
 }
