@@ -1,9 +1,3 @@
-// Package enrich attaches Kubernetes pod metadata to the collector's batches.
-//
-// One node-scoped client-go informer on pods (field selector spec.nodeName) and,
-// optionally, one on namespaces keep an in-memory cache indexed by pod uid and
-// by namespace/name. For every (pod version, container) the "kubernetes" map is
-// msgpack-encoded once, and all that container's batches share the bytes.
 package enrich
 
 import (

@@ -1,0 +1,36 @@
+// Package enrich attaches Kubernetes pod metadata to the collector's batches.
+//
+// One client-go shared informer watches the pods bound to this node (field
+// selector spec.nodeName; initial list with resourceVersion=0, served from
+// the API server's watch cache, then watch events; never a GET per pod) and,
+// unless namespace_labels is off, one watches namespaces for their labels.
+// Informers store slimmed pods (only what enrichment reads). The cache indexes
+// pods by uid (a static pod also by its kubelet uid, from the mirror pod's
+// kubernetes.io/config.mirror annotation) and by namespace/name.
+//
+// For every (pod version, container) the record's "kubernetes" map is
+// msgpack-encoded once, in a fixed key order (labels sorted), into an
+// immutable slice that all the container's batches share. Keys follow Fluent
+// Bit's kubernetes filter: namespace_name, pod_name, pod_id, pod_ip, host,
+// container_name, container_id (without the runtime's "containerd://"
+// scheme, as Fluent Bit's docker_id), container_image, labels, annotations,
+// namespace_labels, owner {kind, name}. Empty values are left out.
+//
+// A batch whose pod is cached goes straight to the next stage. Otherwise it
+// is parked, in a per-pod FIFO (later batches of the pod queue behind it),
+// until the pod arrives ("late") or miss_wait passes ("miss": it goes on with
+// the collector's path metadata, and the pod's later batches stop waiting).
+// Deleted pods stay usable for deleted_grace. Selection (pod annotation or
+// namespace label logagent.io/exclude: "true", pod annotation
+// logagent.io/exclude-containers: "a,b", include/exclude_namespaces) drops
+// batches with a counted reason and acknowledges them.
+//
+// Metrics: logagent_enrich_pods_cached, logagent_enrich_lookups_total{result},
+// logagent_enrich_records_excluded_total{reason},
+// logagent_enrich_informer_synced{informer},
+// logagent_enrich_watch_restarts_total{informer},
+// logagent_enrich_parked_batches.
+//
+// RBAC: a ClusterRole with get, list and watch on pods and namespaces (core
+// group) is all it needs.
+package enrich
