@@ -327,6 +327,11 @@ func TestHelmRejectsBadValues(t *testing.T) {
 		{[]string{"tls.enabled=true", "tls.certKey=a", "tls.keyKey=b"}, "tls.certKey and tls.keyKey need tls.secretName"},
 		{[]string{"sharedKey.usernameKey=u"}, "sharedKey.usernameKey and sharedKey.passwordKey need sharedKey.secretName"},
 		{[]string{"config.listen=nowhere"}, `config.listen "nowhere" has no port`},
+		// values.schema.json: misspelt or mistyped values fail instead of being ignored.
+		{[]string{"tls.enable=true"}, "additional properties 'enable' not allowed"},
+		{[]string{"podMonitor.interval=30 seconds"}, "/podMonitor/interval"},
+		{[]string{"config.output=fluentd"}, "/config/output"},
+		{[]string{"hostPaths.state=var/lib/logagent"}, "/hostPaths/state"},
 	} {
 		t.Run(strings.Join(tc.set, ","), func(t *testing.T) {
 			var args []string
