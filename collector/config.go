@@ -49,7 +49,7 @@ func DefaultConfig() Config {
 		ReadFrom:           "head",
 		MaxRecordBytes:     1 << 20,
 		ReadBytes:          256 << 10,
-		BufferBytes:        16 << 20,
+		BufferBytes:        4 << 20,
 		DeletedHoldBytes:   256 << 20,
 		RotateWait:         5 * time.Second,
 		RescanInterval:     5 * time.Second,

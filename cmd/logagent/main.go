@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"k8s.io/klog/v2"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -54,6 +56,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(cfg.Log, stderr)
+	// client-go logs through klog: send it through the agent's structured
+	// logger too, so the agent writes one log format.
+	klog.SetSlogLogger(log.With("component", "client-go"))
 	a, err := newAgent(cfg, log, stdout)
 	if err != nil {
 		log.Error("cannot start", "err", err)
