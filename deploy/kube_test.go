@@ -293,8 +293,10 @@ func testAgentAsServiceAccount(t *testing.T, c *kubetest.Cluster, objs []object,
 		t.Fatal(err)
 	}
 
+	// The pod's log is there before the agent starts, as after a node's or
+	// the agent's restart.
 	dir := t.TempDir()
-	glob := filepath.Join(dir, "containers", "*.log")
+	glob := writeKubeletLogs(t, dir, []container{{namespace: "shop", pod: "web-1", uid: string(pod.UID), name: "nginx", lines: 3}})
 	raw, _ := configOf(t, objs)
 	config := writeFile(t, "config.yaml", []byte(raw))
 	// deploy/kubernetes' own configuration, with what differs off-cluster
@@ -316,8 +318,6 @@ func testAgentAsServiceAccount(t *testing.T, c *kubetest.Cluster, objs []object,
 		}
 		return true, ""
 	})
-	// The pod's log appears once the agent knows the pod and its namespace.
-	writeKubeletLogs(t, dir, []container{{namespace: "shop", pod: "web-1", uid: string(pod.UID), name: "nginx", lines: 3}})
 
 	waitFor(t, 60*time.Second, "3 enriched records on stdout", func() (bool, string) {
 		var n int
