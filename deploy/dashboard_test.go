@@ -116,12 +116,12 @@ func TestDashboard(t *testing.T) {
 		if g.W <= 0 || g.H <= 0 || g.X < 0 || g.X+g.W > 24 {
 			t.Errorf("panel %q: gridPos %+v is off the 24-column grid", p.Title, g)
 		}
+	cells:
 		for x := g.X; x < g.X+g.W; x++ {
 			for y := g.Y; y < g.Y+g.H; y++ {
 				if other, taken := used[cell{x, y}]; taken {
 					t.Errorf("panels %q and %q overlap at %d,%d", p.Title, other, x, y)
-					y, x = g.Y+g.H, g.X+g.W
-					break
+					break cells
 				}
 				used[cell{x, y}] = p.Title
 			}
