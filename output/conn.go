@@ -267,9 +267,7 @@ func (f *Forward) failConnLocked(cn *conn, reason string, err error) {
 		}
 	}
 	retried := len(resend)
-	for _, c := range cn.sendq {
-		resend = append(resend, c)
-	}
+	resend = append(resend, cn.sendq...)
 	cn.sendq = nil
 	if retried > 0 {
 		r := reason
