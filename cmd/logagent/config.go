@@ -147,6 +147,14 @@ func settings() []setting {
 			str(func(c *Config) *string { return &c.Log.Level })},
 		{"log-format", "LOGAGENT_LOG_FORMAT", "json or text (default json)",
 			str(func(c *Config) *string { return &c.Log.Format })},
+		// Secrets come from the environment only (a Secret mounted as env),
+		// never flags: a command line is visible to every process on the node.
+		{"", "LOGAGENT_FORWARD_SHARED_KEY", "Forward shared_key",
+			str(func(c *Config) *string { return &c.Forward.SharedKey })},
+		{"", "LOGAGENT_FORWARD_USERNAME", "Forward username",
+			str(func(c *Config) *string { return &c.Forward.Username })},
+		{"", "LOGAGENT_FORWARD_PASSWORD", "Forward password",
+			str(func(c *Config) *string { return &c.Forward.Password })},
 	}
 }
 
@@ -158,7 +166,9 @@ func loadConfig(name string, args []string, getenv func(string) string) (*Config
 	given := map[string]string{}
 	all := settings()
 	for _, s := range all {
-		fs.Func(s.flag, s.usage+" [$"+s.env+"]", func(v string) error { given[s.flag] = v; return nil })
+		if s.flag != "" {
+			fs.Func(s.flag, s.usage+" [$"+s.env+"]", func(v string) error { given[s.flag] = v; return nil })
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -178,7 +188,7 @@ func loadConfig(name string, args []string, getenv func(string) string) (*Config
 				return nil, fmt.Errorf("$%s: %w", s.env, err)
 			}
 		}
-		if v, ok := given[s.flag]; ok {
+		if v, ok := given[s.flag]; ok && s.flag != "" {
 			if err := s.apply(&cfg, v); err != nil {
 				return nil, fmt.Errorf("--%s: %w", s.flag, err)
 			}

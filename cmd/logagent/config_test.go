@@ -113,3 +113,16 @@ func TestForwardFlag(t *testing.T) {
 		t.Fatalf("servers = %+v", cfg.Forward.Servers)
 	}
 }
+
+func TestSecretsFromEnvironment(t *testing.T) {
+	file := writeConfig(t, "enrich: {enabled: false}\noutput: forward\nforward:\n  servers: [{address: '127.0.0.1:24224'}]\n  username: from-file\n")
+	cfg, err := loadConfig("test", []string{"--config", file}, envMap(map[string]string{
+		"LOGAGENT_FORWARD_SHARED_KEY": "s3cret", "LOGAGENT_FORWARD_PASSWORD": "pw", "LOGAGENT_FORWARD_USERNAME": "agent",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Forward.SharedKey != "s3cret" || cfg.Forward.Password != "pw" || cfg.Forward.Username != "agent" {
+		t.Errorf("shared_key %q username %q password %q", cfg.Forward.SharedKey, cfg.Forward.Username, cfg.Forward.Password)
+	}
+}
