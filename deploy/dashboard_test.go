@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -116,15 +117,17 @@ func TestDashboard(t *testing.T) {
 		if g.W <= 0 || g.H <= 0 || g.X < 0 || g.X+g.W > 24 {
 			t.Errorf("panel %q: gridPos %+v is off the 24-column grid", p.Title, g)
 		}
-	cells:
+		overlap := ""
 		for x := g.X; x < g.X+g.W; x++ {
 			for y := g.Y; y < g.Y+g.H; y++ {
-				if other, taken := used[cell{x, y}]; taken {
-					t.Errorf("panels %q and %q overlap at %d,%d", p.Title, other, x, y)
-					break cells
+				if other, taken := used[cell{x, y}]; taken && overlap == "" {
+					overlap = fmt.Sprintf("panels %q and %q overlap at %d,%d", p.Title, other, x, y)
 				}
 				used[cell{x, y}] = p.Title
 			}
+		}
+		if overlap != "" {
+			t.Error(overlap)
 		}
 		if p.Type == "row" {
 			continue

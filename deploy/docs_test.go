@@ -335,7 +335,8 @@ func agentSettings(t testing.TB, root string) []setting {
 	}
 	var out []setting
 	for _, e := range entries {
-		m := regexp.MustCompile(`^([a-z-]+)", "([A-Z_]+)"`).FindStringSubmatch(e)
+		// An empty flag is an environment-only setting (secrets).
+		m := regexp.MustCompile(`^([a-z-]*)", "([A-Z_]+)"`).FindStringSubmatch(e)
 		f := regexp.MustCompile(`\bc\.([A-Z]\w*(?:\.[A-Z]\w*)*)`).FindStringSubmatch(e)
 		if m == nil || f == nil {
 			t.Fatalf("cmd/logagent/config.go: cannot read the settings entry %q", e)
@@ -450,14 +451,21 @@ func TestREADMEConfigurationReference(t *testing.T) {
 		if !strings.Contains(row.env, "`"+s.env+"`") {
 			t.Errorf("README %s: environment cell %q, want `%s`", s.key, row.env, s.env)
 		}
-		if !strings.Contains(row.flag, "`--"+s.flag+"`") {
+		if s.flag == "" {
+			if strings.Contains(row.flag, "`--") {
+				t.Errorf("README %s: flag cell %q, but it is set from the environment only", s.key, row.flag)
+			}
+		} else if !strings.Contains(row.flag, "`--"+s.flag+"`") {
 			t.Errorf("README %s: flag cell %q, want `--%s`", s.key, row.flag, s.flag)
 		}
 	}
 	// No row claims a flag or variable the agent does not have.
 	known := map[string]bool{}
 	for _, s := range settings {
-		known["`--"+s.flag+"`"], known["`"+s.env+"`"] = true, true
+		known["`"+s.env+"`"] = true
+		if s.flag != "" {
+			known["`--"+s.flag+"`"] = true
+		}
 	}
 	for _, r := range rows {
 		for _, cell := range []string{r.env, r.flag} {
