@@ -14,7 +14,7 @@ type Config struct {
 	Enabled bool `yaml:"enabled"`
 	// NodeName is the node this agent runs on (the downward API's spec.nodeName);
 	// the pod informer only sees pods bound to it.
-	NodeName string `yaml:"node_name"`
+	NodeName string `yaml:"-"` // set by cmd from the top-level node_name
 	// Kubeconfig is a kubeconfig file to use outside a cluster; "" means the
 	// in-cluster service-account configuration.
 	Kubeconfig string `yaml:"kubeconfig"`
@@ -65,7 +65,7 @@ func (c Config) Validate() error {
 	}
 	var errs []error
 	if c.NodeName == "" {
-		errs = append(errs, errors.New("enrich.node_name: required (set it from the downward API's spec.nodeName)"))
+		errs = append(errs, errors.New("node_name: required for enrichment (set it from the downward API's spec.nodeName)"))
 	}
 	if c.DeletedGrace < 0 {
 		errs = append(errs, fmt.Errorf("enrich.deleted_grace: %v is negative", c.DeletedGrace))

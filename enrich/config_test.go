@@ -44,8 +44,8 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigYAML(t *testing.T) {
 	c := DefaultConfig()
+	c.NodeName = "node-7" // not a key of this section: cmd sets it from the top-level node_name
 	src := `
-node_name: node-7
 kubeconfig: /etc/kube.conf
 namespace_labels: false
 deleted_grace: 30s
