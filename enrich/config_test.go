@@ -16,7 +16,7 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"defaults with node", func(*Config) {}, ""},
 		{"disabled needs nothing", func(c *Config) { c.Enabled = false; c.NodeName = "" }, ""},
-		{"no node", func(c *Config) { c.NodeName = "" }, "enrich.node_name: required"},
+		{"no node", func(c *Config) { c.NodeName = "" }, "node_name: required"},
 		{"negative grace", func(c *Config) { c.DeletedGrace = -time.Second }, "enrich.deleted_grace"},
 		{"zero grace ok", func(c *Config) { c.DeletedGrace = 0 }, ""},
 		{"negative miss wait", func(c *Config) { c.MissWait = -1 }, "enrich.miss_wait"},
