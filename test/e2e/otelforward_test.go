@@ -153,16 +153,23 @@ func tryStartOTel(addr string, c *counter) (*otelProc, error) {
 	ready := make(chan bool, 1)
 	go func() {
 		defer close(p.done)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		// Only whole lines count: a SIGKILL can cut the child's write of a
+		// batch of lines anywhere (pipe writes over 4 KiB are not atomic),
+		// and a cut-off last line is a record it had not acknowledged.
+		rd := bufio.NewReaderSize(stdout, 1<<20)
 		first := true
-		for sc.Scan() {
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				break
+			}
+			line = strings.TrimSuffix(line, "\n")
 			if first {
 				first = false
-				ready <- sc.Text() == "READY"
+				ready <- line == "READY"
 				continue
 			}
-			c.add(sc.Text())
+			c.add(line)
 		}
 		if first {
 			ready <- false
