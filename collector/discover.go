@@ -140,6 +140,12 @@ func (c *Collector) scanDir(ctx context.Context, dir string, cl *containerLogs, 
 		}
 		fh.Close()
 	}
+	c.mu.Lock()
+	first := !c.started
+	c.mu.Unlock()
+	if first {
+		c.resumeCompressed(ctx, dir, entries, cl, seen)
+	}
 	return true
 }
 

@@ -183,11 +183,20 @@ func (t *tailer) readSome(ctx context.Context, size int64) error {
 	if int64(n) < want {
 		t.c.budget.Release(want - int64(n))
 	}
+	t.consume(ctx, buf[:len(t.carry)+n], n)
+	t.updateFingerprint()
+	return nil
+}
+
+// consume turns the complete lines of data (the carried-over start of a line,
+// then n bytes just read, holding n bytes of budget) into records and sends
+// them as one batch; an unterminated last line is carried to the next read.
+func (t *tailer) consume(ctx context.Context, data []byte, n int) {
+	cfg := &t.c.cfg
 	t.bytes.Add(float64(n))
 	start := t.off - int64(len(t.carry))
 	t.off += int64(n)
 	t.f.read.Store(t.off)
-	data := buf[:len(t.carry)+n]
 
 	recs := make([]Record, 0, len(data)/128+1)
 	emit := func(r Record) { recs = append(recs, r) }
@@ -213,14 +222,12 @@ func (t *tailer) readSome(ctx context.Context, size int64) error {
 		// The next read copies it; don't pin this buffer for it.
 		t.carry = bytes.Clone(t.carry)
 	}
-	t.updateFingerprint()
 	t.send(ctx, recs, start+int64(pos), n)
 	if t.held > 0 {
 		d := min(int64(n), t.held)
 		t.held -= d
 		t.c.deletedHeld.Add(-d)
 	}
-	return nil
 }
 
 // headerSlack is room for the runtime's header beyond a record's message.

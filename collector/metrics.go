@@ -4,20 +4,21 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // metrics are the collector's own series, registered on the Registerer it is given.
 type metrics struct {
-	filesTailed    prometheus.Gauge
-	records        *prometheus.CounterVec // namespace
-	bytes          *prometheus.CounterVec // namespace
-	parseErrors    *prometheus.CounterVec // format
-	partialJoins   prometheus.Counter
-	recordsSplit   prometheus.Counter
-	rotations      *prometheus.CounterVec // kind: rename, truncate
-	lagBytes       prometheus.Gauge
-	dropped        *prometheus.CounterVec // reason
-	droppedBytes   *prometheus.CounterVec // reason
-	inflightBytes  prometheus.Gauge
-	checkpointErrs prometheus.Counter
-	rescans        prometheus.Counter
-	watchErrors    prometheus.Counter
+	filesTailed       prometheus.Gauge
+	records           *prometheus.CounterVec // namespace
+	bytes             *prometheus.CounterVec // namespace
+	parseErrors       *prometheus.CounterVec // format
+	partialJoins      prometheus.Counter
+	recordsSplit      prometheus.Counter
+	rotations         *prometheus.CounterVec // kind: rename, truncate
+	lagBytes          prometheus.Gauge
+	dropped           *prometheus.CounterVec // reason
+	droppedBytes      *prometheus.CounterVec // reason
+	inflightBytes     prometheus.Gauge
+	checkpointErrs    prometheus.Counter
+	rescans           prometheus.Counter
+	compressedResumed prometheus.Counter
+	watchErrors       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -70,6 +71,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "logagent_collector_checkpoint_errors_total",
 			Help: "Failed attempts to persist checkpoints.",
 		}),
+		compressedResumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logagent_collector_compressed_resumed_total",
+			Help: "Rotations compressed while the agent was away, read from their .gz at the checkpoint's offset.",
+		}),
 		rescans: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logagent_collector_rescans_total",
 			Help: "Periodic rescans of the log directories.",
@@ -82,7 +87,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.filesTailed, m.records, m.bytes, m.parseErrors, m.partialJoins,
 			m.recordsSplit, m.rotations, m.lagBytes, m.dropped, m.droppedBytes, m.inflightBytes,
-			m.checkpointErrs, m.rescans, m.watchErrors)
+			m.checkpointErrs, m.rescans, m.watchErrors, m.compressedResumed)
 	}
 	return m
 }

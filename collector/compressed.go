@@ -1,0 +1,155 @@
+package collector
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// A rotated file that the kubelet compressed while the agent was away holds
+// the rest of what the checkpoint had not seen acknowledged only in its .gz.
+// The kubelet compresses the content as it was, so the fingerprint of the
+// first bytes still names the file: the agent resumes inside the
+// decompressed stream at the checkpoint's offset. Only files the checkpoint
+// knew are read this way; other .gz files are never read.
+
+// resumeCompressed looks, at the agent's first scan of a container's
+// directory, for the compressed form of checkpointed files that are gone.
+func (c *Collector) resumeCompressed(ctx context.Context, dir string, entries []os.DirEntry, cl *containerLogs, seen map[fileID]bool) {
+	c.mu.Lock()
+	var lost []*file
+	for id, f := range c.files {
+		if f.src == nil && f.dir == dir && !seen[id] && f.fpLen > 0 {
+			lost = append(lost, f)
+		}
+	}
+	c.mu.Unlock()
+	for _, e := range entries {
+		if len(lost) == 0 {
+			return
+		}
+		restart, rotated, ok := logName(strings.TrimSuffix(e.Name(), ".gz"))
+		if !ok || !rotated || !strings.HasSuffix(e.Name(), ".gz") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		for i, f := range lost {
+			if !gzipMatches(path, f.fpLen, f.fp) {
+				continue
+			}
+			lost = append(lost[:i], lost[i+1:]...)
+			seen[f.id] = true
+			c.mu.Lock()
+			f.src = newSource(path, cl.links[restart], cl.pd, cl.ids[restart], c.cfg.NodeName)
+			f.path = path
+			f.tailing = true
+			c.mu.Unlock()
+			c.m.filesTailed.Inc()
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				c.drainCompressed(ctx, f, path)
+			}()
+			break
+		}
+	}
+}
+
+// gzipMatches reports whether the decompressed head of path has the fingerprint.
+func gzipMatches(path string, n int, want uint64) bool {
+	fh, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer fh.Close()
+	zr, err := gzip.NewReader(fh)
+	if err != nil {
+		return false
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(zr, buf); err != nil {
+		return false
+	}
+	h := fnv.New64a()
+	h.Write(buf)
+	return h.Sum64() == want
+}
+
+// drainCompressed reads a compressed rotation from the checkpoint's offset to
+// its end, and keeps the file's entry until all of it is acknowledged, so a
+// crash before then resumes here again.
+func (c *Collector) drainCompressed(ctx context.Context, f *file, path string) {
+	done := false
+	defer func() {
+		c.mu.Lock()
+		f.tailing = false
+		if done {
+			delete(c.files, f.id)
+		}
+		c.mu.Unlock()
+		c.m.filesTailed.Dec()
+	}()
+	off, _ := f.prog.offset()
+	fh, err := os.Open(path)
+	if err != nil {
+		c.log.Error("open compressed rotation", "path", path, "err", err)
+		return
+	}
+	defer fh.Close()
+	zr, err := gzip.NewReader(fh)
+	if err == nil {
+		_, err = io.CopyN(io.Discard, zr, off)
+	}
+	if err != nil {
+		c.log.Error("read compressed rotation", "path", path, "err", err)
+		return
+	}
+	c.log.Info("resuming a rotation compressed while the agent was away", "path", path, "offset", off)
+	c.m.compressedResumed.Inc()
+	t := &tailer{
+		c: c, f: f, off: off,
+		dec:     newDecoder(c.cfg.MaxRecordBytes, c.m),
+		records: c.m.records.WithLabelValues(f.src.Namespace),
+		bytes:   c.m.bytes.WithLabelValues(f.src.Namespace),
+	}
+	for ctx.Err() == nil {
+		want := c.cfg.ReadBytes
+		if err := c.budget.Acquire(ctx, int64(want)); err != nil {
+			return
+		}
+		buf := make([]byte, len(t.carry)+want)
+		copy(buf, t.carry)
+		n, err := io.ReadFull(zr, buf[len(t.carry):])
+		if n < want {
+			c.budget.Release(int64(want - n))
+		}
+		t.consume(ctx, buf[:len(t.carry)+n], n)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			t.finish(ctx)
+			break
+		}
+		if err != nil {
+			c.log.Error("read compressed rotation", "path", path, "err", err)
+			return
+		}
+	}
+	// Keep the entry (and so the checkpoint) until everything is acknowledged.
+	tick := time.NewTicker(c.cfg.PollInterval)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		if acked, outstanding := f.prog.offset(); outstanding == 0 && acked >= t.off {
+			done = true
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
+}
