@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -31,11 +32,17 @@ type Collector struct {
 	mu        sync.Mutex
 	files     map[fileID]*file // every file known: being read, drained, or from the checkpoint
 	knownDirs map[string]bool  // container dirs the checkpoint knew at start
+	// displaced are checkpointed files whose inode number a new file took
+	// while the agent was away: their rest may still be in a .gz.
+	displaced []*file
 	started   bool             // the first scan is done: new files are read from the head
 	byPath    map[string]*file // current path of files being read, for fsnotify events
 	watched   map[string]bool
 	watcher   *fsnotify.Watcher
 	lastSaved []checkpoint
+	// lastSaved0 is when the previous run last saved its checkpoints: a
+	// rotation compressed after it may hold what that run never read.
+	lastSaved0 time.Time
 
 	wg          sync.WaitGroup
 	rescanNow   chan struct{}
@@ -86,6 +93,9 @@ func New(cfg Config, sink Sink, reg prometheus.Registerer, log *slog.Logger) (*C
 // acknowledge; call Close after the sink has flushed to persist the final
 // checkpoints.
 func (c *Collector) Run(ctx context.Context) error {
+	if fi, err := os.Stat(c.store.path); err == nil {
+		c.lastSaved0 = fi.ModTime()
+	}
 	saved, err := c.store.load()
 	if err != nil {
 		// A damaged state file must not stop log collection: start over,

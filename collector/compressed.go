@@ -20,7 +20,8 @@ import (
 // knew are read this way; other .gz files are never read.
 
 // resumeCompressed looks, at the agent's first scan of a container's
-// directory, for the compressed form of checkpointed files that are gone.
+// directory, for the compressed form of checkpointed files that are gone, and
+// for rotations created and compressed while the agent was away.
 func (c *Collector) resumeCompressed(ctx context.Context, dir string, entries []os.DirEntry, cl *containerLogs, seen map[fileID]bool) {
 	c.mu.Lock()
 	var lost []*file
@@ -29,36 +30,101 @@ func (c *Collector) resumeCompressed(ctx context.Context, dir string, entries []
 			lost = append(lost, f)
 		}
 	}
+	for _, f := range c.displaced {
+		if f.dir == dir && f.fpLen > 0 {
+			lost = append(lost, f)
+		}
+	}
 	c.mu.Unlock()
 	for _, e := range entries {
-		if len(lost) == 0 {
-			return
-		}
 		restart, rotated, ok := logName(strings.TrimSuffix(e.Name(), ".gz"))
 		if !ok || !rotated || !strings.HasSuffix(e.Name(), ".gz") {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
-		for i, f := range lost {
-			if !gzipMatches(path, f.fpLen, f.fp) {
-				continue
+		var f *file
+		for i, l := range lost {
+			if gzipMatches(path, l.fpLen, l.fp) {
+				f = l
+				lost = append(lost[:i], lost[i+1:]...)
+				break
 			}
-			lost = append(lost[:i], lost[i+1:]...)
-			seen[f.id] = true
-			c.mu.Lock()
-			f.src = newSource(path, cl.links[restart], cl.pd, cl.ids[restart], c.cfg.NodeName)
-			f.path = path
-			f.tailing = true
-			c.mu.Unlock()
-			c.m.filesTailed.Inc()
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
-				c.drainCompressed(ctx, f, path)
-			}()
-			break
 		}
+		if f == nil {
+			f = c.unseenCompressed(path, dir)
+		}
+		if f == nil {
+			continue
+		}
+		// From here on the entry names the .gz: its old inode is gone, and
+		// may already name another file.
+		gzID, ok := statIDPath(path)
+		if !ok {
+			continue
+		}
+		c.mu.Lock()
+		if c.files[f.id] == f {
+			delete(c.files, f.id)
+		}
+		f.id = gzID
+		seen[f.id] = true
+		f.src = newSource(path, cl.links[restart], cl.pd, cl.ids[restart], c.cfg.NodeName)
+		f.path = path
+		f.tailing = true
+		c.files[f.id] = f
+		c.mu.Unlock()
+		c.m.filesTailed.Inc()
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.drainCompressed(ctx, f, path)
+		}()
 	}
+}
+
+// unseenCompressed returns a new entry, to be read from the start, for a
+// compressed rotation of a container the previous run was reading that no
+// checkpoint names and that was compressed after that run's last save: a
+// file created, rotated and compressed while the agent was away. Reading it
+// may repeat records; skipping it could lose them.
+func (c *Collector) unseenCompressed(path, dir string) *file {
+	if !c.knownDirs[dir] || c.lastSaved0.IsZero() {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil || !fi.ModTime().After(c.lastSaved0) {
+		return nil
+	}
+	id, ok := statID(fi)
+	if !ok {
+		return nil
+	}
+	fp, n, err := gzipFingerprint(path)
+	if err != nil || n == 0 {
+		return nil
+	}
+	return &file{id: id, path: path, dir: dir, fp: fp, fpLen: n, prog: newProgress(0)}
+}
+
+// gzipFingerprint is fingerprint() of the decompressed head of path.
+func gzipFingerprint(path string) (uint64, int, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer fh.Close()
+	zr, err := gzip.NewReader(fh)
+	if err != nil {
+		return 0, 0, err
+	}
+	buf := make([]byte, fingerprintBytes)
+	n, err := io.ReadFull(zr, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return 0, 0, err
+	}
+	h := fnv.New64a()
+	h.Write(buf[:n])
+	return h.Sum64(), n, nil
 }
 
 // gzipMatches reports whether the decompressed head of path has the fingerprint.
@@ -152,4 +218,12 @@ func (c *Collector) drainCompressed(ctx context.Context, f *file, path string) {
 		case <-tick.C:
 		}
 	}
+}
+
+func statIDPath(path string) (fileID, bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileID{}, false
+	}
+	return statID(fi)
 }

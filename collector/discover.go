@@ -188,6 +188,11 @@ func (c *Collector) adopt(ctx context.Context, fh *os.File, size int64, id fileI
 			// Truncated while the agent was away.
 			off = 0
 		}
+	case f != nil && f.src == nil && !c.started:
+		// A new file took the inode of a checkpointed one that is gone:
+		// keep the old entry aside for resumeCompressed, read this one whole.
+		c.displaced = append(c.displaced, f)
+		off = 0
 	case c.started || c.knownDirs[dir]:
 		// A file that appeared while running (or while the agent was
 		// away from a container it was reading): all of it is new.

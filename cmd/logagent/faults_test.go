@@ -20,7 +20,9 @@ import (
 // TestNoLossUnderFaults is the peers' fault scenario, scaled to CI: containers
 // write continuously while the kubelet rotates each file about every second
 // (rename, gzip the older rotations, delete beyond five); the agent is killed
-// with SIGKILL twice and restarted; the Forward receiver is down for a while.
+// with SIGKILL twice, once restarted at once and once after 2.5 s (so a file
+// it was reading is rotated and compressed meanwhile); the Forward receiver is
+// down for 1.5 s.
 // Every line written must arrive; duplicates may, within the unacknowledged
 // window.
 func TestNoLossUnderFaults(t *testing.T) {
@@ -62,7 +64,7 @@ forward:
 	startAgent := func() *exec.Cmd {
 		cmd := exec.Command(bin, "--config", cfg, "--output", "forward", "--forward", addr,
 			"--log-glob", filepath.Join(root, "containers", "*.log"), "--state-dir", state,
-			"--listen", "127.0.0.1:0", "--node-name", "node-a", "--enrich=false", "--log-level", "warn")
+			"--listen", "127.0.0.1:0", "--node-name", "node-a", "--enrich=false", "--log-level", "info")
 		cmd.Stdout, cmd.Stderr = agentLog, agentLog
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -94,12 +96,26 @@ forward:
 	for _, step := range []struct {
 		at   time.Duration
 		what string
-	}{{3 * time.Second, "kill"}, {5 * time.Second, "receiver down"}, {6500 * time.Millisecond, "receiver up"}, {8 * time.Second, "kill"}, {12 * time.Second, "stop writers"}} {
+	}{
+		{3 * time.Second, "kill"},
+		{5 * time.Second, "receiver down"},
+		{6500 * time.Millisecond, "receiver up"},
+		// Down across two rotations: the file being read at the kill is
+		// renamed, then compressed, before the agent is back.
+		{8 * time.Second, "kill, stay down"},
+		{10500 * time.Millisecond, "start"},
+		{13 * time.Second, "stop writers"},
+	} {
 		time.Sleep(step.at - time.Since(begin))
 		switch step.what {
 		case "kill":
 			agent.Process.Signal(syscall.SIGKILL)
 			agent.Wait()
+			agent = startAgent()
+		case "kill, stay down":
+			agent.Process.Signal(syscall.SIGKILL)
+			agent.Wait()
+		case "start":
 			agent = startAgent()
 		case "receiver down":
 			recvMu.Lock()
@@ -138,10 +154,18 @@ forward:
 	}
 	var missing []string
 	for c := range containers {
+		lo, hi := -1, -1
 		for i := range written[c] {
 			if line := soakLine(c, i); tally.Count(line) == 0 {
 				missing = append(missing, line)
+				if lo < 0 {
+					lo = i
+				}
+				hi = i
 			}
+		}
+		if lo >= 0 {
+			t.Logf("container %d: lost lines between seq %d and %d of %d", c, lo, hi, written[c])
 		}
 	}
 	dups := tally.Records() - tally.Distinct()
