@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 TOOLS     := $(CURDIR)/.cache/tools
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME  ?= 10s
-GENLOGS   ?= $(firstword $(wildcard ../shared/bench/genlogs.py))
+GENLOGS   ?= $(abspath $(firstword $(wildcard ../shared/bench/genlogs.py)))
 IMAGE     ?= logagent:$(VERSION)
 
 export LOGAGENT_KUBE_ASSETS ?= $(TOOLS)/bin
@@ -44,7 +44,7 @@ fuzz:
 
 ## bench: micro-benchmarks, then the end-to-end benchmark on genlogs data when ../shared has it
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./collector/ ./enrich/ ./output/
+	GENLOGS=$(GENLOGS) $(GO) test -run '^$$' -bench . -benchmem ./collector/ ./enrich/ ./output/
 	GENLOGS=$(GENLOGS) $(GO) test -run '^$$' -bench 'Pipeline' -benchtime 1x -timeout 30m ./cmd/logagent/
 
 ## lint: go vet and staticcheck
