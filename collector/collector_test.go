@@ -1,8 +1,6 @@
 package collector
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"os"
@@ -174,18 +172,8 @@ func TestRestartResumesFromCheckpoint(t *testing.T) {
 	cfg.ReadBytes = 16 << 10
 	cfg.BufferBytes = 64 << 10
 
-	first := newCapture()
-	first.setHold(true)
-	r := start(t, cfg, first)
-	waitFor(t, "some batches", func() bool { return first.heldBatches() >= 3 })
 	// Acknowledge the first two batches only, out of order.
-	first.mu.Lock()
-	b0, b1 := first.held[0], first.held[1]
-	first.mu.Unlock()
-	b1.Ack()
-	b0.Ack()
-	acked := len(b0.Records) + len(b1.Records)
-	r.stop()
+	acked := runPartlyAcked(t, cfg, 3, 1, 0)
 
 	second := newCapture()
 	start(t, cfg, second)
@@ -330,81 +318,22 @@ func fileSize(t *testing.T, path string) int64 {
 	return fi.Size()
 }
 
-// A rotation that the kubelet renamed and then compressed while the agent was
-// down, with records not yet acknowledged: they are read from the .gz, from
-// the checkpoint on, exactly once.
-func TestRotationCompressedWhileStopped(t *testing.T) {
-	n := newNode(t)
-	live := n.container("default", "gz", "app")
-	appendFile(t, live, numberedLines("z", 0, 3000))
-	cfg := n.config()
-	cfg.ReadBytes = 16 << 10
-	cfg.BufferBytes = 64 << 10
-
-	first := newCapture()
-	first.setHold(true)
-	r := start(t, cfg, first)
-	waitFor(t, "some batches", func() bool { return first.heldBatches() >= 2 })
-	first.mu.Lock()
-	b0 := first.held[0]
-	first.mu.Unlock()
-	b0.Ack()
-	acked := len(b0.Records)
+// runPartlyAcked runs a collector until it has sent at least held batches,
+// acknowledges the batches at the given indices in that order, stops it, and
+// returns how many records it acknowledged.
+func runPartlyAcked(t *testing.T, cfg Config, held int, ack ...int) (records int) {
+	t.Helper()
+	sink := newCapture()
+	sink.setHold(true)
+	r := start(t, cfg, sink)
+	waitFor(t, "some batches", func() bool { return sink.heldBatches() >= held })
+	sink.mu.Lock()
+	batches := append([]*Batch(nil), sink.held...)
+	sink.mu.Unlock()
+	for _, i := range ack {
+		batches[i].Ack()
+		records += len(batches[i].Records)
+	}
 	r.stop()
-
-	// While the agent is down: two rotations; the older one is compressed
-	// (and its original removed), as the kubelet does.
-	rotated := live + ".20261126-120000"
-	if err := os.Rename(live, rotated); err != nil {
-		t.Fatal(err)
-	}
-	appendFile(t, live, numberedLines("z", 3000, 3100))
-	if err := os.Rename(live, live+".20261126-120100"); err != nil {
-		t.Fatal(err)
-	}
-	appendFile(t, live, numberedLines("z", 3100, 3200))
-	if err := gzipFile(rotated); err != nil {
-		t.Fatal(err)
-	}
-
-	second := newCapture()
-	r2 := start(t, cfg, second)
-	waitFor(t, "every unacknowledged line", func() bool { return second.distinct() == 3200-acked })
-	if dups := second.expectLines(t, "z", acked, 3200); dups != 0 {
-		t.Errorf("%d duplicates", dups)
-	}
-	if second.count(fmt.Sprintf("line z-%d", acked-1)) != 0 {
-		t.Error("an acknowledged line was sent again")
-	}
-	if got := testutil.ToFloat64(r2.c.m.compressedResumed); got != 1 {
-		t.Errorf("compressed_resumed_total = %v, want 1", got)
-	}
-	// Once acknowledged, the compressed file's entry is forgotten.
-	waitFor(t, "the entry to go", func() bool {
-		r2.c.mu.Lock()
-		defer r2.c.mu.Unlock()
-		for _, f := range r2.c.files {
-			if strings.HasSuffix(f.path, ".gz") {
-				return false
-			}
-		}
-		return true
-	})
-}
-
-func gzipFile(path string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	zw.Write(data)
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	if err := os.WriteFile(path+".gz", b.Bytes(), 0o644); err != nil {
-		return err
-	}
-	return os.Remove(path)
+	return records
 }

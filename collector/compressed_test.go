@@ -1,9 +1,14 @@
 package collector
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // While the agent is down a read file is rotated and compressed, and a new
@@ -54,4 +59,74 @@ func TestCompressedWhileStoppedWithInodeReuse(t *testing.T) {
 			t.Fatalf("line z-%d, acknowledged before the stop, was read again", i)
 		}
 	}
+}
+
+// A rotation that the kubelet renamed and then compressed while the agent was
+// down, with records not yet acknowledged: they are read from the .gz, from
+// the checkpoint on, exactly once.
+func TestRotationCompressedWhileStopped(t *testing.T) {
+	n := newNode(t)
+	live := n.container("default", "gz", "app")
+	appendFile(t, live, numberedLines("z", 0, 3000))
+	cfg := n.config()
+	cfg.ReadBytes = 16 << 10
+	cfg.BufferBytes = 64 << 10
+
+	acked := runPartlyAcked(t, cfg, 2, 0)
+
+	// While the agent is down: two rotations; the older one is compressed
+	// (and its original removed), as the kubelet does.
+	rotated := live + ".20261126-120000"
+	if err := os.Rename(live, rotated); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, live, numberedLines("z", 3000, 3100))
+	if err := os.Rename(live, live+".20261126-120100"); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, live, numberedLines("z", 3100, 3200))
+	if err := gzipFile(rotated); err != nil {
+		t.Fatal(err)
+	}
+
+	second := newCapture()
+	r2 := start(t, cfg, second)
+	waitFor(t, "every unacknowledged line", func() bool { return second.distinct() == 3200-acked })
+	if dups := second.expectLines(t, "z", acked, 3200); dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+	if second.count(fmt.Sprintf("line z-%d", acked-1)) != 0 {
+		t.Error("an acknowledged line was sent again")
+	}
+	if got := testutil.ToFloat64(r2.c.m.compressedResumed); got != 1 {
+		t.Errorf("compressed_resumed_total = %v, want 1", got)
+	}
+	// Once acknowledged, the compressed file's entry is forgotten.
+	waitFor(t, "the entry to go", func() bool {
+		r2.c.mu.Lock()
+		defer r2.c.mu.Unlock()
+		for _, f := range r2.c.files {
+			if strings.HasSuffix(f.path, ".gz") {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func gzipFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Write(data)
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path+".gz", b.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return os.Remove(path)
 }
