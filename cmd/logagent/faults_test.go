@@ -20,9 +20,9 @@ import (
 // TestNoLossUnderFaults is the peers' fault scenario, scaled to CI: containers
 // write continuously while the kubelet rotates each file about every second
 // (rename, gzip the older rotations, delete beyond five); the agent is killed
-// with SIGKILL twice, once restarted at once and once after 2.5 s (so a file
-// it was reading is rotated and compressed meanwhile); the Forward receiver is
-// down for 1.5 s.
+// with SIGKILL three times: restarted at once, again while the Forward
+// receiver is down (1.5 s), and once kept down for 2.5 s (so a file it was
+// reading is rotated and compressed meanwhile).
 // Every line written must arrive; duplicates may, within the unacknowledged
 // window.
 func TestNoLossUnderFaults(t *testing.T) {
@@ -99,6 +99,8 @@ forward:
 	}{
 		{3 * time.Second, "kill"},
 		{5 * time.Second, "receiver down"},
+		// Killed during the outage: nothing unacknowledged was checkpointed.
+		{5700 * time.Millisecond, "kill"},
 		{6500 * time.Millisecond, "receiver up"},
 		// Down across two rotations: the file being read at the kill is
 		// renamed, then compressed, before the agent is back.
