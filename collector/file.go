@@ -28,6 +28,7 @@ type tailer struct {
 	lastGrow  time.Time
 	deleted   bool
 	held      int64 // unread bytes counted in Collector.deletedHeld
+	fpDone    bool  // the file's fingerprint covers fingerprintBytes
 
 	records, bytes prometheus.Counter
 }
@@ -286,11 +287,8 @@ func (t *tailer) finish(ctx context.Context) {
 // updateFingerprint extends a short file's fingerprint as it grows, so the
 // checkpoint identifies it by as many bytes as it can.
 func (t *tailer) updateFingerprint() {
-	t.c.mu.Lock()
-	short := t.f.fpLen < fingerprintBytes
-	t.c.mu.Unlock()
-	if !short {
-		return
+	if t.fpDone {
+		return // no lock on the read path once the fingerprint is whole
 	}
 	fp, n, err := fingerprint(t.fh, fingerprintBytes)
 	if err != nil {
@@ -299,4 +297,5 @@ func (t *tailer) updateFingerprint() {
 	t.c.mu.Lock()
 	t.f.fp, t.f.fpLen = fp, n
 	t.c.mu.Unlock()
+	t.fpDone = n == fingerprintBytes
 }
