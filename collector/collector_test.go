@@ -286,8 +286,9 @@ func TestFairness(t *testing.T) {
 		return testutil.ToFloat64(r.c.m.inflightBytes) > float64(cfg.BufferBytes-cfg.ReadBytes)
 	})
 	appendFile(t, quiet, numberedLines("q", 0, 5))
+	waitFor(t, "the quiet file to be tailed", func() bool { return testutil.ToFloat64(r.c.m.filesTailed) == 2 })
 	// Release one batch at a time; the quiet file must get a turn within a few.
-	for i := 0; i < 6 && sink.count("line q-4") == 0; i++ {
+	for i := 0; i < 10 && sink.count("line q-4") == 0; i++ {
 		before := sink.heldBatches()
 		sink.release(1)
 		waitFor(t, "a new batch", func() bool { return sink.heldBatches() >= before || sink.count("line q-4") > 0 })
