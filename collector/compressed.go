@@ -178,12 +178,7 @@ func (c *Collector) drainCompressed(ctx context.Context, f *file, path string) {
 	}
 	c.log.Info("resuming a rotation compressed while the agent was away", "path", path, "offset", off)
 	c.m.compressedResumed.Inc()
-	t := &tailer{
-		c: c, f: f, off: off,
-		dec:     newDecoder(c.cfg.MaxRecordBytes, c.m),
-		records: c.m.records.WithLabelValues(f.src.Namespace),
-		bytes:   c.m.bytes.WithLabelValues(f.src.Namespace),
-	}
+	t := c.newTailer(f, nil, off, false)
 	for ctx.Err() == nil {
 		want := c.cfg.ReadBytes
 		if err := c.budget.Acquire(ctx, int64(want)); err != nil {

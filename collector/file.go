@@ -33,15 +33,21 @@ type tailer struct {
 	records, bytes prometheus.Counter
 }
 
-func (c *Collector) tail(ctx context.Context, f *file, fh *os.File, off int64, live bool) {
-	t := &tailer{
+// newTailer reads f from off; fh is nil for a compressed rotation, which is
+// read as a stream instead.
+func (c *Collector) newTailer(f *file, fh *os.File, off int64, live bool) *tailer {
+	f.read.Store(off)
+	return &tailer{
 		c: c, f: f, fh: fh, off: off, live: live,
 		dec:      newDecoder(c.cfg.MaxRecordBytes, c.m),
 		lastGrow: time.Now(),
 		records:  c.m.records.WithLabelValues(f.src.Namespace),
 		bytes:    c.m.bytes.WithLabelValues(f.src.Namespace),
 	}
-	f.read.Store(off)
+}
+
+func (c *Collector) tail(ctx context.Context, f *file, fh *os.File, off int64, live bool) {
+	t := c.newTailer(f, fh, off, live)
 	gone := t.run(ctx)
 	fh.Close()
 	if t.held > 0 {
