@@ -190,6 +190,7 @@ func (c *Collector) drainCompressed(ctx context.Context, f *file, path string) {
 		if n < want {
 			c.budget.Release(int64(want - n))
 		}
+		t.atEnd = err != nil
 		t.consume(ctx, buf[:len(t.carry)+n], n)
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			t.finish(ctx)

@@ -24,6 +24,8 @@ type tailer struct {
 	off   int64 // offset of the next byte to read
 	carry []byte
 
+	atEnd bool // the last read reached the file's size as last seen
+
 	rotatedAt time.Time // when the live name was found to name another file
 	lastGrow  time.Time
 	deleted   bool
@@ -190,6 +192,7 @@ func (t *tailer) readSome(ctx context.Context, size int64) error {
 	if int64(n) < want {
 		t.c.budget.Release(want - int64(n))
 	}
+	t.atEnd = t.off+int64(n) >= size
 	t.consume(ctx, buf[:len(t.carry)+n], n)
 	t.updateFingerprint()
 	return nil
@@ -261,6 +264,7 @@ func (t *tailer) send(ctx context.Context, recs []Record, consumed int64, n int)
 		c.budget.Release(int64(n))
 		c.m.inflightBytes.Sub(float64(n))
 	})
+	b.CaughtUp = t.atEnd
 	if err := c.sink.Send(ctx, b); err != nil {
 		// Only on shutdown: the records were not delivered, and the
 		// checkpoint stays before them, so the next run reads them again.
@@ -284,6 +288,7 @@ func (t *tailer) finish(ctx context.Context) {
 		seq := t.f.prog.add(t.off)
 		prog := t.f.prog
 		b := NewBatch(t.f.src, recs, 0, func() { prog.ack(seq) })
+		b.CaughtUp = true
 		t.c.sink.Send(ctx, b)
 	} else {
 		t.f.prog.advance(t.off)

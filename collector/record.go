@@ -65,6 +65,11 @@ type Batch struct {
 	// Bytes is the number of file bytes this batch holds against the
 	// collector's in-flight budget.
 	Bytes int
+	// CaughtUp says that when this batch was cut, its file had nothing more
+	// to read: no more records of this file will follow soon. An output may
+	// send what it holds for the file's tag at once instead of waiting for
+	// its batch age, so that a quiet node delivers fresh records quickly.
+	CaughtUp bool
 
 	acked atomic.Bool
 	ack   func()
