@@ -217,6 +217,19 @@ func checkNothingLost(t *testing.T, lines [][]byte, max int,
 	}
 }
 
+// firstContent is the first byte of the file that is not JSON whitespace
+// (0 if there is none): '{' makes it a Docker file, anything else CRI.
+func firstContent(lines [][]byte) byte {
+	for _, l := range lines {
+		for _, c := range l {
+			if c != ' ' && c != '\t' && c != '\r' {
+				return c
+			}
+		}
+	}
+	return 0
+}
+
 func FuzzDecodeCRI(f *testing.F) {
 	f.Add([]byte(ts0+" stdout F hello world\n"+ts2+" stderr F oops\r\n"), uint16(5))
 	f.Add([]byte(ts0+" stdout P "+strings.Repeat("x", 100)+"\n"+ts0+" stderr P e\n"+ts1+" stdout F tail\n"+ts1+" stderr F \n"), uint16(17))
@@ -224,13 +237,8 @@ func FuzzDecodeCRI(f *testing.F) {
 	f.Add([]byte("2026-11-26T15:55:12.1+05:30 stdout P:x a\xff\x00\n2026-11-26T15:55:12Z stdout F"), uint16(3))
 	f.Fuzz(func(t *testing.T, data []byte, maxN uint16) {
 		lines := bytes.Split(data, []byte("\n"))
-		for _, l := range lines {
-			if len(l) > 0 {
-				if l[0] == '{' {
-					return // a Docker file: FuzzDecodeDocker's business
-				}
-				break
-			}
+		if firstContent(lines) == '{' {
+			return // a Docker file: FuzzDecodeDocker's business
 		}
 		// Round trip: a full line of a stream with nothing pending comes
 		// back as its message, CR stripped.
