@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -170,6 +172,7 @@ func TestCluster(t *testing.T) {
 	}
 	ecfg := testConfig()
 	ecfg.MissWait = 30 * time.Second // only arrival releases parked batches here
+	ecfg.AllowPodExclusion = true    // the "exclusion" subtest checks the pods' own annotations too
 	next := &recorder{}
 	e, err := New(ecfg, client, next, prometheus.NewRegistry(), testLogger(t))
 	if err != nil {
@@ -337,6 +340,50 @@ func TestCluster(t *testing.T) {
 		}
 		if got := lookups(resultDeletedGrace) - was; got != 1 {
 			t.Errorf("deleted_grace lookups +%v, want +1", got)
+		}
+	})
+
+	t.Run("kubectl apply's last-applied-configuration not copied", func(t *testing.T) {
+		manifest := filepath.Join(t.TempDir(), "pod.yaml")
+		if err := os.WriteFile(manifest, []byte(`apiVersion: v1
+kind: Pod
+metadata:
+  name: applied
+  namespace: shop
+  annotations:
+    note: kept
+spec:
+  nodeName: `+testNode+`
+  containers:
+    - name: app
+      image: example.com/app:1
+`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := c.Kubectl(t, "apply", "-f", manifest); err != nil {
+			t.Fatalf("kubectl apply: %v %s", err, out)
+		}
+		p, err := c.Client.CoreV1().Pods("shop").Get(ctx, "applied", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Annotations[lastAppliedAnnotation] == "" {
+			t.Fatalf("kubectl apply wrote no %s: %v", lastAppliedAnnotation, p.Annotations)
+		}
+		waitFor(t, 30*time.Second, "pod cached", func() bool {
+			m, _ := e.cache.lookup(source(p.Namespace, p.Name, string(p.UID), "app", ""))
+			return m != nil
+		})
+		_, d := send(t, p, "app")
+		if a := d.sub("annotations"); a["note"] != "kept" || a[lastAppliedAnnotation] != nil {
+			t.Errorf("annotations %v: want note, without %s", a, lastAppliedAnnotation)
+		}
+		obj, ok, err := e.podInf.GetStore().GetByKey("shop/applied")
+		if err != nil || !ok {
+			t.Fatalf("informer store: %v %v", ok, err)
+		}
+		if _, held := obj.(*corev1.Pod).Annotations[lastAppliedAnnotation]; held {
+			t.Errorf("the informer's store holds %s", lastAppliedAnnotation)
 		}
 	})
 

@@ -135,6 +135,7 @@ func TestStaticPodFoundByMirrorUID(t *testing.T) {
 func TestExclusion(t *testing.T) {
 	cfg := testConfig()
 	cfg.ExcludeNamespaces = []string{"kube-*"}
+	cfg.AllowPodExclusion = true
 	te := startEnricher(t, cfg,
 		newPod("shop", "quiet", "u-1", annotated(excludeKey, "true")),
 		newPod("shop", "mixed", "u-2", withContainers("app", "side"), annotated(excludeContainersKey, "side")),
@@ -174,6 +175,83 @@ func TestExclusion(t *testing.T) {
 		if got := te.excludedRecords(t, reason); got != want {
 			t.Errorf("excluded records{%s} = %v, want %v", reason, got, want)
 		}
+	}
+}
+
+// TestPodExclusionOffByDefault: with the default configuration a pod's own
+// logagent.io/exclude and logagent.io/exclude-containers annotations do not
+// stop its logs; the namespace label and the configured namespaces still do.
+func TestPodExclusionOffByDefault(t *testing.T) {
+	cfg := testConfig()
+	cfg.ExcludeNamespaces = []string{"kube-*"}
+	te := startEnricher(t, cfg,
+		newPod("shop", "quiet", "u-1", annotated(excludeKey, "true")),
+		newPod("shop", "mixed", "u-2", withContainers("app", "side"), annotated(excludeContainersKey, "side")),
+		newPod("muted", "any", "u-3"),
+		namespace("shop", nil), namespace("muted", map[string]string{excludeKey: "true"}))
+	waitFor(t, 5*time.Second, "namespace label applied", func() bool {
+		m, _ := te.cache.lookup(source("muted", "any", "u-3", "app", ""))
+		return m != nil && m.sel.reason == reasonNamespaceLabel
+	})
+	send := func(src *collector.Source, n int) *collector.Batch {
+		b := batch(src, n, nil)
+		if err := te.Send(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	kept := []*collector.Batch{
+		send(source("shop", "quiet", "u-1", "app", ""), 2),
+		send(source("shop", "mixed", "u-2", "side", ""), 3),
+	}
+	send(source("muted", "any", "u-3", "app", ""), 4)
+	send(source("kube-system", "coredns", "u-9", "app", ""), 5)
+	got := te.next.get()
+	if len(got) != 2 || got[0] != kept[0] || got[1] != kept[1] {
+		t.Fatalf("delivered %d batches, want the two whose pods asked to be excluded", len(got))
+	}
+	if d := decode(t, got[1].Kubernetes); d.str("container_name") != "side" || d.str("pod_name") != "mixed" {
+		t.Errorf("mixed/side: kubernetes = %v", d.m)
+	}
+	for reason, want := range map[string]float64{
+		reasonPodAnnotation: 0, reasonContainerAnnotation: 0, reasonNamespaceLabel: 4, reasonNamespaceConfig: 5,
+	} {
+		if got := te.excludedRecords(t, reason); got != want {
+			t.Errorf("excluded records{%s} = %v, want %v", reason, got, want)
+		}
+	}
+}
+
+// TestLastAppliedConfigurationNotCopied: kubectl's whole-manifest annotation
+// stays out of records by default, other annotations are copied; an empty
+// exclude_annotations copies it too.
+func TestLastAppliedConfigurationNotCopied(t *testing.T) {
+	const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+	manifest := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":{"containers":[{"name":"app","image":"example.com/app:1"}]}}`
+	for _, tc := range []struct {
+		name    string
+		exclude []string
+		want    bool
+	}{
+		{"default", DefaultConfig().ExcludeAnnotations, false},
+		{"exclude_annotations: []", []string{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.ExcludeAnnotations = tc.exclude
+			te := startEnricher(t, cfg, newPod("shop", "web", "u-1", annotated(lastApplied, manifest), annotated("note", "n")))
+			b := batch(source("shop", "web", "u-1", "app", ""), 1, nil)
+			if err := te.Send(context.Background(), b); err != nil {
+				t.Fatal(err)
+			}
+			a := decode(t, b.Kubernetes).sub("annotations")
+			if a["note"] != "n" {
+				t.Errorf("annotations %v: note missing", a)
+			}
+			if _, got := a[lastApplied]; got != tc.want {
+				t.Errorf("last-applied-configuration copied = %v, want %v (annotations %v)", got, tc.want, a)
+			}
+		})
 	}
 }
 
