@@ -106,6 +106,24 @@ func (l *requestLog) all() []string {
 	return append([]string(nil), l.reqs...)
 }
 
+// warningLog keeps the warnings the API server sends.
+type warningLog struct {
+	mu   sync.Mutex
+	text []string
+}
+
+func (w *warningLog) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, text string) {
+	w.mu.Lock()
+	w.text = append(w.text, text)
+	w.mu.Unlock()
+}
+
+func (w *warningLog) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.text...)
+}
+
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
@@ -384,6 +402,26 @@ spec:
 		}
 		if _, held := obj.(*corev1.Pod).Annotations[lastAppliedAnnotation]; held {
 			t.Errorf("the informer's store holds %s", lastAppliedAnnotation)
+		}
+	})
+
+	t.Run("benchmark pods are valid: no API warnings", func(t *testing.T) {
+		// BenchmarkInformerMemory creates thousands of realisticPods; a
+		// warning per pod (client-go prints each) buried its output.
+		var warnings warningLog
+		cfg := rest.CopyConfig(c.Config)
+		cfg.WarningHandlerWithContext = &warnings
+		admin, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, node := range []string{testNode, "node-b"} {
+			if _, err := admin.CoreV1().Pods("batch").Create(ctx, realisticPod("batch", i, node), metav1.CreateOptions{}); err != nil {
+				t.Fatalf("create realistic pod: %v", err)
+			}
+		}
+		if w := warnings.all(); len(w) != 0 {
+			t.Errorf("the API server warned about realisticPod: %q", w)
 		}
 	})
 
