@@ -217,17 +217,18 @@ func checkNothingLost(t *testing.T, lines [][]byte, max int,
 	}
 }
 
-// firstContent is the first byte of the file that is not JSON whitespace
-// (0 if there is none): '{' makes it a Docker file, anything else CRI.
-func firstContent(lines [][]byte) byte {
+// fileIsDocker is the fuzz tests' own reading of a file's format: the first
+// byte that is not JSON whitespace, '{' for Docker, anything else (a NUL
+// included) for CRI. decided=false: the file is blank.
+func fileIsDocker(lines [][]byte) (docker, decided bool) {
 	for _, l := range lines {
 		for _, c := range l {
 			if c != ' ' && c != '\t' && c != '\r' {
-				return c
+				return c == '{', true
 			}
 		}
 	}
-	return 0
+	return false, false
 }
 
 func FuzzDecodeCRI(f *testing.F) {
@@ -237,7 +238,7 @@ func FuzzDecodeCRI(f *testing.F) {
 	f.Add([]byte("2026-11-26T15:55:12.1+05:30 stdout P:x a\xff\x00\n2026-11-26T15:55:12Z stdout F"), uint16(3))
 	f.Fuzz(func(t *testing.T, data []byte, maxN uint16) {
 		lines := bytes.Split(data, []byte("\n"))
-		if firstContent(lines) == '{' {
+		if docker, _ := fileIsDocker(lines); docker {
 			return // a Docker file: FuzzDecodeDocker's business
 		}
 		// Round trip: a full line of a stream with nothing pending comes

@@ -303,7 +303,7 @@ func FuzzDecodeDocker(f *testing.F) {
 	f.Add([]byte(dl("a\xff\x00\\u0000", "stdout", ts0)+"\n"+dl(`\\\n`, "stdout", "2026-11-26T15:55:12Z")), uint16(3))
 	f.Fuzz(func(t *testing.T, data []byte, maxN uint16) {
 		lines := bytes.Split(data, []byte("\n"))
-		if c := firstContent(lines); c != 0 && c != '{' {
+		if docker, decided := fileIsDocker(lines); decided && !docker {
 			return // a CRI file: FuzzDecodeCRI's business
 		}
 		// Round trip: a whole line of a stream with nothing pending comes
