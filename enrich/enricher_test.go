@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -325,6 +327,98 @@ func TestGraceAfterDelete(t *testing.T) {
 	}
 	if !bytes.Equal(b.Kubernetes, src.Kubernetes) {
 		t.Error("batch after the grace period not left with path metadata")
+	}
+}
+
+// TestNamespaceChurnLeavesNothing: a cluster whose CI namespaces come and go
+// (each with a pod on this node, some excluded by their label) leaves enrich
+// with the series it started with, none naming a namespace, and an empty
+// cache once the pods' grace has passed.
+func TestNamespaceChurnLeavesNothing(t *testing.T) {
+	const n = 40
+	cfg := testConfig()
+	cfg.DeletedGrace = 50 * time.Millisecond
+	reg := prometheus.NewRegistry()
+	te := startEnricherWith(t, cfg, reg)
+	series := func() (count int, labels []string) {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				count++
+				for _, l := range m.GetLabel() {
+					labels = append(labels, mf.GetName()+"{"+l.GetName()+"="+l.GetValue()+"}")
+				}
+			}
+		}
+		return count, labels
+	}
+	before, _ := series()
+
+	ctx := context.Background()
+	var pods []*corev1.Pod
+	for i := range n {
+		ns := fmt.Sprintf("ci-%d", i)
+		var labels map[string]string
+		if i%4 == 0 {
+			labels = map[string]string{excludeKey: "true"}
+		}
+		if _, err := te.client.CoreV1().Namespaces().Create(ctx, namespace(ns, labels), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := te.client.CoreV1().Pods(ns).Create(ctx, newPod(ns, "job", fmt.Sprintf("u-%d", i)), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods = append(pods, p)
+	}
+	waitFor(t, 10*time.Second, "pods and namespaces cached", func() bool {
+		te.cache.mu.RLock()
+		defer te.cache.mu.RUnlock()
+		return len(te.cache.pods) == n && len(te.cache.namespaces) == n
+	})
+	for _, p := range pods {
+		if err := te.Send(ctx, batch(source(p.Namespace, p.Name, string(p.UID), "app", ""), 1, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := te.excludedRecords(t, reasonNamespaceLabel); got != n/4 {
+		t.Errorf("excluded by namespace label %v, want %d", got, n/4)
+	}
+	if got := te.next.len(); got != n-n/4 {
+		t.Errorf("delivered %d batches, want %d", got, n-n/4)
+	}
+	if count, labels := series(); count != before {
+		t.Errorf("%d series with %d namespaces, %d before: %q", count, n, before, labels)
+	} else {
+		for _, l := range labels {
+			if strings.Contains(l, "ci-") || strings.Contains(l, "{namespace=") {
+				t.Errorf("series names a namespace: %s", l)
+			}
+		}
+	}
+
+	for _, p := range pods {
+		if err := te.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := te.client.CoreV1().Namespaces().Delete(ctx, p.Namespace, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "cache emptied", func() bool {
+		te.cache.mu.RLock()
+		defer te.cache.mu.RUnlock()
+		return len(te.cache.pods)+len(te.cache.byUID)+len(te.cache.byName)+len(te.cache.namespaces) == 0
+	})
+	if got := value(t, te.m.podsCached); got != 0 {
+		t.Errorf("pods_cached = %v after every pod is gone", got)
+	}
+	if count, labels := series(); count != before {
+		t.Errorf("%d series after the namespaces are gone, %d before: %q", count, before, labels)
 	}
 }
 
