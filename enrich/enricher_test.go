@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -134,93 +135,71 @@ func TestStaticPodFoundByMirrorUID(t *testing.T) {
 	}
 }
 
+// TestExclusion: the namespace label and the configured namespaces always
+// exclude; a pod's own logagent.io/exclude and logagent.io/exclude-containers
+// annotations only with allow_pod_exclusion (off by default: then those
+// pods' batches are delivered, enriched).
 func TestExclusion(t *testing.T) {
-	cfg := testConfig()
-	cfg.ExcludeNamespaces = []string{"kube-*"}
-	cfg.AllowPodExclusion = true
-	te := startEnricher(t, cfg,
-		newPod("shop", "quiet", "u-1", annotated(excludeKey, "true")),
-		newPod("shop", "mixed", "u-2", withContainers("app", "side"), annotated(excludeContainersKey, "side")),
-		newPod("muted", "any", "u-3"),
-		namespace("shop", nil), namespace("muted", map[string]string{excludeKey: "true"}))
-	waitFor(t, 5*time.Second, "namespace label applied", func() bool {
-		m, _ := te.cache.lookup(source("muted", "any", "u-3", "app", ""))
-		return m != nil && m.sel.reason == reasonNamespaceLabel
-	})
-	var acks sync.WaitGroup
-	send := func(src *collector.Source, n int) *collector.Batch {
-		b := batch(src, n, &acks)
-		if err := te.Send(context.Background(), b); err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	dropped := []*collector.Batch{
-		send(source("shop", "quiet", "u-1", "app", ""), 2),
-		send(source("shop", "mixed", "u-2", "side", ""), 3),
-		send(source("muted", "any", "u-3", "app", ""), 4),
-		// Excluded by configuration from the path alone: the pod is unknown.
-		send(source("kube-system", "coredns", "u-9", "app", ""), 5),
-	}
-	kept := send(source("shop", "mixed", "u-2", "app", ""), 1)
-	for i, b := range dropped {
-		if !b.Acked() {
-			t.Errorf("excluded batch %d not acknowledged", i)
-		}
-	}
-	if got := te.next.get(); len(got) != 1 || got[0] != kept {
-		t.Errorf("delivered %d batches, want only the kept one", len(got))
-	}
-	for reason, want := range map[string]float64{
-		reasonPodAnnotation: 2, reasonContainerAnnotation: 3, reasonNamespaceLabel: 4, reasonNamespaceConfig: 5,
-	} {
-		if got := te.excludedRecords(t, reason); got != want {
-			t.Errorf("excluded records{%s} = %v, want %v", reason, got, want)
-		}
-	}
-}
-
-// TestPodExclusionOffByDefault: with the default configuration a pod's own
-// logagent.io/exclude and logagent.io/exclude-containers annotations do not
-// stop its logs; the namespace label and the configured namespaces still do.
-func TestPodExclusionOffByDefault(t *testing.T) {
-	cfg := testConfig()
-	cfg.ExcludeNamespaces = []string{"kube-*"}
-	te := startEnricher(t, cfg,
-		newPod("shop", "quiet", "u-1", annotated(excludeKey, "true")),
-		newPod("shop", "mixed", "u-2", withContainers("app", "side"), annotated(excludeContainersKey, "side")),
-		newPod("muted", "any", "u-3"),
-		namespace("shop", nil), namespace("muted", map[string]string{excludeKey: "true"}))
-	waitFor(t, 5*time.Second, "namespace label applied", func() bool {
-		m, _ := te.cache.lookup(source("muted", "any", "u-3", "app", ""))
-		return m != nil && m.sel.reason == reasonNamespaceLabel
-	})
-	send := func(src *collector.Source, n int) *collector.Batch {
-		b := batch(src, n, nil)
-		if err := te.Send(context.Background(), b); err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	kept := []*collector.Batch{
-		send(source("shop", "quiet", "u-1", "app", ""), 2),
-		send(source("shop", "mixed", "u-2", "side", ""), 3),
-	}
-	send(source("muted", "any", "u-3", "app", ""), 4)
-	send(source("kube-system", "coredns", "u-9", "app", ""), 5)
-	got := te.next.get()
-	if len(got) != 2 || got[0] != kept[0] || got[1] != kept[1] {
-		t.Fatalf("delivered %d batches, want the two whose pods asked to be excluded", len(got))
-	}
-	if d := decode(t, got[1].Kubernetes); d.str("container_name") != "side" || d.str("pod_name") != "mixed" {
-		t.Errorf("mixed/side: kubernetes = %v", d.m)
-	}
-	for reason, want := range map[string]float64{
-		reasonPodAnnotation: 0, reasonContainerAnnotation: 0, reasonNamespaceLabel: 4, reasonNamespaceConfig: 5,
-	} {
-		if got := te.excludedRecords(t, reason); got != want {
-			t.Errorf("excluded records{%s} = %v, want %v", reason, got, want)
-		}
+	for _, allow := range []bool{true, false} {
+		t.Run(fmt.Sprintf("allow_pod_exclusion=%v", allow), func(t *testing.T) {
+			cfg := testConfig()
+			cfg.ExcludeNamespaces = []string{"kube-*"}
+			cfg.AllowPodExclusion = allow
+			te := startEnricher(t, cfg,
+				newPod("shop", "quiet", "u-1", annotated(excludeKey, "true")),
+				newPod("shop", "mixed", "u-2", withContainers("app", "side"), annotated(excludeContainersKey, "side")),
+				newPod("muted", "any", "u-3"),
+				namespace("shop", nil), namespace("muted", map[string]string{excludeKey: "true"}))
+			waitFor(t, 5*time.Second, "namespace label applied", func() bool {
+				m, _ := te.cache.lookup(source("muted", "any", "u-3", "app", ""))
+				return m != nil && m.sel.reason == reasonNamespaceLabel
+			})
+			send := func(src *collector.Source, n int) *collector.Batch {
+				b := batch(src, n, nil)
+				if err := te.Send(context.Background(), b); err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			byPod := []*collector.Batch{ // the pods' own choice
+				send(source("shop", "quiet", "u-1", "app", ""), 2),
+				send(source("shop", "mixed", "u-2", "side", ""), 3),
+			}
+			dropped := []*collector.Batch{
+				send(source("muted", "any", "u-3", "app", ""), 4),
+				// Excluded by configuration from the path alone: the pod is unknown.
+				send(source("kube-system", "coredns", "u-9", "app", ""), 5),
+			}
+			kept := send(source("shop", "mixed", "u-2", "app", ""), 1)
+			want := []*collector.Batch{kept}
+			wantByPod := map[string]float64{reasonPodAnnotation: 2, reasonContainerAnnotation: 3}
+			if allow {
+				dropped = append(dropped, byPod...)
+			} else {
+				want = append(byPod, kept)
+				wantByPod = map[string]float64{reasonPodAnnotation: 0, reasonContainerAnnotation: 0}
+			}
+			for i, b := range dropped {
+				if !b.Acked() {
+					t.Errorf("excluded batch %d not acknowledged", i)
+				}
+			}
+			got := te.next.get()
+			if !slices.Equal(got, want) {
+				t.Fatalf("delivered %d batches, want %d", len(got), len(want))
+			}
+			if !allow {
+				if d := decode(t, byPod[1].Kubernetes); d.str("container_name") != "side" || d.str("pod_name") != "mixed" {
+					t.Errorf("mixed/side: kubernetes = %v", d.m)
+				}
+			}
+			wantByPod[reasonNamespaceLabel], wantByPod[reasonNamespaceConfig] = 4, 5
+			for reason, want := range wantByPod {
+				if got := te.excludedRecords(t, reason); got != want {
+					t.Errorf("excluded records{%s} = %v, want %v", reason, got, want)
+				}
+			}
+		})
 	}
 }
 
