@@ -177,6 +177,7 @@ func BenchmarkInformerMemory(b *testing.B) {
 		cached int
 	}{
 		{"enricher", func(*Config) {}, memPodsOnNode},
+		{"enricher-last-applied-copied", func(c *Config) { c.ExcludeAnnotations = nil }, memPodsOnNode},
 		{"enricher-no-annotations", func(c *Config) { c.Annotations = nil }, memPodsOnNode},
 		{"enricher-empty-node", func(c *Config) { c.NodeName = "node-empty" }, 0},
 	} {
