@@ -217,6 +217,20 @@ func checkNothingLost(t *testing.T, lines [][]byte, max int,
 	}
 }
 
+// fileIsDocker is the fuzz tests' own reading of a file's format: the first
+// byte that is not JSON whitespace, '{' for Docker, anything else (a NUL
+// included) for CRI. decided=false: the file is blank.
+func fileIsDocker(lines [][]byte) (docker, decided bool) {
+	for _, l := range lines {
+		for _, c := range l {
+			if c != ' ' && c != '\t' && c != '\r' {
+				return c == '{', true
+			}
+		}
+	}
+	return false, false
+}
+
 func FuzzDecodeCRI(f *testing.F) {
 	f.Add([]byte(ts0+" stdout F hello world\n"+ts2+" stderr F oops\r\n"), uint16(5))
 	f.Add([]byte(ts0+" stdout P "+strings.Repeat("x", 100)+"\n"+ts0+" stderr P e\n"+ts1+" stdout F tail\n"+ts1+" stderr F \n"), uint16(17))
@@ -224,13 +238,8 @@ func FuzzDecodeCRI(f *testing.F) {
 	f.Add([]byte("2026-11-26T15:55:12.1+05:30 stdout P:x a\xff\x00\n2026-11-26T15:55:12Z stdout F"), uint16(3))
 	f.Fuzz(func(t *testing.T, data []byte, maxN uint16) {
 		lines := bytes.Split(data, []byte("\n"))
-		for _, l := range lines {
-			if len(l) > 0 {
-				if l[0] == '{' {
-					return // a Docker file: FuzzDecodeDocker's business
-				}
-				break
-			}
+		if docker, _ := fileIsDocker(lines); docker {
+			return // a Docker file: FuzzDecodeDocker's business
 		}
 		// Round trip: a full line of a stream with nothing pending comes
 		// back as its message, CR stripped.

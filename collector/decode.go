@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,10 +26,13 @@ func (f Format) String() string {
 	return "unknown"
 }
 
-// detectFormat tells the format from a file's first non-empty line: Docker's
-// lines are JSON objects, CRI lines start with a timestamp. An empty line says
-// nothing (FormatUnknown).
+// detectFormat tells the format from a file's first line with content:
+// Docker's lines are JSON objects, CRI lines start with a timestamp. JSON allows
+// whitespace before the object (and a CRI line never starts with any), so it is
+// skipped: a line the Docker decoder would read must not make the file CRI. An
+// empty or blank line says nothing (FormatUnknown).
 func detectFormat(line []byte) Format {
+	line = bytes.TrimLeft(line, " \t\r")
 	switch {
 	case len(line) == 0:
 		return FormatUnknown
@@ -108,8 +112,8 @@ func (d *decoder) decode(line []byte, start int64, emit func(Record)) {
 	case FormatDocker:
 		d.decodeDocker(line, start, emit)
 	default:
-		// An empty line before the format is known: pass it on, like any
-		// line that is not what it should be.
+		// An empty or blank line before the format is known: pass it on,
+		// like any line that is not what it should be.
 		d.malformed(line, emit)
 	}
 }

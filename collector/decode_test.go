@@ -135,8 +135,11 @@ func TestDetectFormat(t *testing.T) {
 		{`{`, FormatDocker},
 		{ts0 + " stdout F x", FormatCRI},
 		{"garbage", FormatCRI},
-		{" {", FormatCRI},
+		{" {", FormatDocker}, // JSON whitespace before the object
+		{"\t\r {\"log\":", FormatDocker},
+		{" 2026", FormatCRI},
 		{"", FormatUnknown},
+		{" \t\r", FormatUnknown}, // blank: the next line decides
 	} {
 		if got := detectFormat([]byte(tc.line)); got != tc.want {
 			t.Errorf("detectFormat(%q) = %v, want %v", tc.line, got, tc.want)
@@ -149,24 +152,35 @@ func TestDetectFormat(t *testing.T) {
 	}
 }
 
-// TestDecodeEmptyFirstLine: an empty line before the format is known is
-// passed on (counted under "unknown"); the next line decides the format.
+// TestDecodeEmptyFirstLine: an empty or blank line before the format is
+// known is passed on (counted under "unknown"); the next line decides the
+// format.
 func TestDecodeEmptyFirstLine(t *testing.T) {
-	f, m := newFeeder(t, 0)
-	before := time.Now().UnixNano()
-	f.line("")
-	after := time.Now().UnixNano()
-	f.line(ts0 + " stderr F x")
-	got := f.take()
-	if len(got) != 2 || got[0].Log != "" || got[0].Stream != Stdout || got[0].Time < before || got[0].Time > after ||
-		got[1] != (out{t0, Stderr, "x"}) {
-		t.Fatalf("got %v", got)
-	}
-	if f.d.format() != FormatCRI {
-		t.Errorf("format %v", f.d.format())
-	}
-	if n := testutil.ToFloat64(m.parseErrors.WithLabelValues("unknown")); n != 1 {
-		t.Errorf("parseErrors{unknown} = %v", n)
+	for _, tc := range []struct {
+		first, next string
+		want        out
+		format      Format
+	}{
+		{"", ts0 + " stderr F x", out{t0, Stderr, "x"}, FormatCRI},
+		{" \t\r", ts0 + " stderr F x", out{t0, Stderr, "x"}, FormatCRI},
+		{" ", dl(`x\n`, "stderr", ts0), out{t0, Stderr, "x"}, FormatDocker},
+	} {
+		f, m := newFeeder(t, 0)
+		before := time.Now().UnixNano()
+		f.line(tc.first)
+		after := time.Now().UnixNano()
+		f.line(tc.next)
+		got := f.take()
+		if len(got) != 2 || got[0].Log != tc.first || got[0].Stream != Stdout || got[0].Time < before || got[0].Time > after ||
+			got[1] != tc.want {
+			t.Errorf("%q then %q: got %v", tc.first, tc.next, got)
+		}
+		if f.d.format() != tc.format {
+			t.Errorf("%q then %q: format %v, want %v", tc.first, tc.next, f.d.format(), tc.format)
+		}
+		if n := testutil.ToFloat64(m.parseErrors.WithLabelValues("unknown")); n != 1 {
+			t.Errorf("%q then %q: parseErrors{unknown} = %v", tc.first, tc.next, n)
+		}
 	}
 }
 

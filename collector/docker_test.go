@@ -67,6 +67,9 @@ func TestDecodeDocker(t *testing.T) {
 			{t0, Stderr, "attrs, escapes"},
 			{t0, Stderr, "attrs not strings"},
 		}},
+		{name: "whitespace before the first line's object", lines: []string{
+			" \t" + dl(`first\n`, "stdout", ts0), dl(`second\n`, "stderr", ts1), "\r" + dl(`third\n`, "stdout", ts2)},
+			want: []out{{t0, Stdout, "first"}, {t1, Stderr, "second"}, {t2, Stdout, "third"}}},
 		{name: "join", lines: []string{dl(`abc`, "stdout", ts0), dl(`d\"f`, "stdout", ts1), dl(`ghi\n`, "stdout", ts2)},
 			want: []out{{t0, Stdout, `abcd"fghi`}}, joins: 1},
 		{name: "join, slow path pieces", lines: []string{
@@ -300,13 +303,8 @@ func FuzzDecodeDocker(f *testing.F) {
 	f.Add([]byte(dl("a\xff\x00\\u0000", "stdout", ts0)+"\n"+dl(`\\\n`, "stdout", "2026-11-26T15:55:12Z")), uint16(3))
 	f.Fuzz(func(t *testing.T, data []byte, maxN uint16) {
 		lines := bytes.Split(data, []byte("\n"))
-		for _, l := range lines {
-			if len(l) > 0 {
-				if l[0] != '{' {
-					return // a CRI file: FuzzDecodeCRI's business
-				}
-				break
-			}
+		if docker, decided := fileIsDocker(lines); decided && !docker {
+			return // a CRI file: FuzzDecodeCRI's business
 		}
 		// Round trip: a whole line of a stream with nothing pending comes
 		// back as its message.

@@ -72,10 +72,13 @@ type nsMeta struct {
 	excluded bool // logagent.io/exclude=true label
 }
 
-// filters are the allow-lists applied when building metadata.
+// filters decide what of a pod is kept when building metadata.
 type filters struct {
 	labels      keyFilter
 	annotations keyFilter
+	// podExclusion honours the pods' own selection annotations
+	// (enrich.allow_pod_exclusion).
+	podExclusion bool
 }
 
 // buildMeta makes the immutable metadata of one pod version.
@@ -103,7 +106,7 @@ func buildMeta(pod *corev1.Pod, ns *nsMeta, f filters) *podMeta {
 		m.fields.nsLabels = ns.labels
 		nsExcluded = ns.excluded
 	}
-	m.sel = selectPod(pod.Annotations, nsExcluded)
+	m.sel = selectPod(pod.Annotations, nsExcluded, f.podExclusion)
 
 	for _, c := range pod.Spec.InitContainers {
 		m.images[c.Name] = c.Image

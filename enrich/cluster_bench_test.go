@@ -38,17 +38,20 @@ func realisticPod(ns string, i int, node string) *corev1.Pod {
 	for j := range env {
 		env[j] = corev1.EnvVar{Name: fmt.Sprintf("SETTING_%d", j), Value: strings.Repeat("v", 24)}
 	}
-	ctr := func(name string) corev1.Container {
+	// Each container its own port and port name, as in a valid pod: the API
+	// server warns about duplicates (once per pod created, printed by
+	// client-go), which would bury the benchmark's output.
+	ctr := func(name, portName string, port int32) corev1.Container {
 		return corev1.Container{
 			Name: name, Image: "registry.example.com/team/" + app + "-" + name + ":1.27.3",
-			Args:  []string{"--port=8080", "--log-level=info"},
+			Args:  []string{fmt.Sprintf("--port=%d", port), "--log-level=info"},
 			Env:   env,
-			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}},
+			Ports: []corev1.ContainerPort{{Name: portName, ContainerPort: port, Protocol: corev1.ProtocolTCP}},
 			Resources: corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
 				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
 			},
-			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8080)}}},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(port)}}},
 			VolumeMounts:   []corev1.VolumeMount{{Name: "config", MountPath: "/etc/" + app}},
 		}
 	}
@@ -68,7 +71,7 @@ func realisticPod(ns string, i int, node string) *corev1.Pod {
 		},
 		Spec: corev1.PodSpec{
 			NodeName:   node,
-			Containers: []corev1.Container{ctr("app"), ctr("proxy")},
+			Containers: []corev1.Container{ctr("app", "http", 8080), ctr("proxy", "proxy", 15001)},
 			Volumes: []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{
 				ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: app}}}}},
 			Tolerations: []corev1.Toleration{{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute}},
@@ -174,6 +177,7 @@ func BenchmarkInformerMemory(b *testing.B) {
 		cached int
 	}{
 		{"enricher", func(*Config) {}, memPodsOnNode},
+		{"enricher-last-applied-copied", func(c *Config) { c.ExcludeAnnotations = nil }, memPodsOnNode},
 		{"enricher-no-annotations", func(c *Config) { c.Annotations = nil }, memPodsOnNode},
 		{"enricher-empty-node", func(c *Config) { c.NodeName = "node-empty" }, 0},
 	} {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -104,6 +106,24 @@ func (l *requestLog) all() []string {
 	return append([]string(nil), l.reqs...)
 }
 
+// warningLog keeps the warnings the API server sends.
+type warningLog struct {
+	mu   sync.Mutex
+	text []string
+}
+
+func (w *warningLog) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, text string) {
+	w.mu.Lock()
+	w.text = append(w.text, text)
+	w.mu.Unlock()
+}
+
+func (w *warningLog) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.text...)
+}
+
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
@@ -170,6 +190,7 @@ func TestCluster(t *testing.T) {
 	}
 	ecfg := testConfig()
 	ecfg.MissWait = 30 * time.Second // only arrival releases parked batches here
+	ecfg.AllowPodExclusion = true    // the "exclusion" subtest checks the pods' own annotations too
 	next := &recorder{}
 	e, err := New(ecfg, client, next, prometheus.NewRegistry(), testLogger(t))
 	if err != nil {
@@ -337,6 +358,70 @@ func TestCluster(t *testing.T) {
 		}
 		if got := lookups(resultDeletedGrace) - was; got != 1 {
 			t.Errorf("deleted_grace lookups +%v, want +1", got)
+		}
+	})
+
+	t.Run("kubectl apply's last-applied-configuration not copied", func(t *testing.T) {
+		manifest := filepath.Join(t.TempDir(), "pod.yaml")
+		if err := os.WriteFile(manifest, []byte(`apiVersion: v1
+kind: Pod
+metadata:
+  name: applied
+  namespace: shop
+  annotations:
+    note: kept
+spec:
+  nodeName: `+testNode+`
+  containers:
+    - name: app
+      image: example.com/app:1
+`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := c.Kubectl(t, "apply", "-f", manifest); err != nil {
+			t.Fatalf("kubectl apply: %v %s", err, out)
+		}
+		p, err := c.Client.CoreV1().Pods("shop").Get(ctx, "applied", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Annotations[lastAppliedAnnotation] == "" {
+			t.Fatalf("kubectl apply wrote no %s: %v", lastAppliedAnnotation, p.Annotations)
+		}
+		waitFor(t, 30*time.Second, "pod cached", func() bool {
+			m, _ := e.cache.lookup(source(p.Namespace, p.Name, string(p.UID), "app", ""))
+			return m != nil
+		})
+		_, d := send(t, p, "app")
+		if a := d.sub("annotations"); a["note"] != "kept" || a[lastAppliedAnnotation] != nil {
+			t.Errorf("annotations %v: want note, without %s", a, lastAppliedAnnotation)
+		}
+		obj, ok, err := e.podInf.GetStore().GetByKey("shop/applied")
+		if err != nil || !ok {
+			t.Fatalf("informer store: %v %v", ok, err)
+		}
+		if _, held := obj.(*corev1.Pod).Annotations[lastAppliedAnnotation]; held {
+			t.Errorf("the informer's store holds %s", lastAppliedAnnotation)
+		}
+	})
+
+	t.Run("benchmark pods are valid: no API warnings", func(t *testing.T) {
+		// BenchmarkInformerMemory creates thousands of realisticPods; a
+		// warning per pod (client-go prints each) buried its output.
+		var warnings warningLog
+		cfg := rest.CopyConfig(c.Config)
+		cfg.WarningHandlerWithContext = &warnings
+		admin, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, node := range []string{testNode, "node-b"} {
+			if _, err := admin.CoreV1().Pods("batch").Create(ctx, realisticPod("batch", i, node), metav1.CreateOptions{}); err != nil {
+				t.Fatalf("create realistic pod: %v", err)
+			}
+		}
+		if w := warnings.all(); len(w) != 0 {
+			t.Errorf("the API server warned about realisticPod: %q", w)
 		}
 	})
 

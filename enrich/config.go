@@ -38,19 +38,36 @@ type Config struct {
 	Labels []string `yaml:"labels"`
 	// Annotations is the allow-list of annotation keys copied, as Labels.
 	Annotations []string `yaml:"annotations"`
+	// ExcludeAnnotations are annotation keys never copied, even when
+	// Annotations allows them: exact keys, or prefixes ending in "*". The
+	// default leaves out kubectl's last-applied-configuration, a whole
+	// manifest that would otherwise travel with every record.
+	ExcludeAnnotations []string `yaml:"exclude_annotations"`
+	// AllowPodExclusion honours the pods' own selection annotations
+	// (logagent.io/exclude, logagent.io/exclude-containers). Off by default,
+	// as Fluent Bit's K8S-Logging.Exclude: with it on, anyone who can create
+	// or annotate a pod can stop its logs being collected.
+	AllowPodExclusion bool `yaml:"allow_pod_exclusion"`
 }
+
+// lastAppliedAnnotation is the annotation `kubectl apply` writes: the whole
+// object as last applied, often kilobytes.
+const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 
 // DefaultConfig returns the defaults: enabled, namespace labels on, a 120 s
 // grace for deleted pods, a 1 s wait for unknown pods, every label and
-// annotation copied. NodeName must still be set (usually from $NODE_NAME).
+// annotation copied but kubectl's last-applied-configuration, pods' own
+// exclusion annotations ignored. NodeName must still be set (usually from
+// $NODE_NAME).
 func DefaultConfig() Config {
 	return Config{
-		Enabled:         true,
-		NamespaceLabels: true,
-		DeletedGrace:    120 * time.Second,
-		MissWait:        time.Second,
-		Labels:          []string{"*"},
-		Annotations:     []string{"*"},
+		Enabled:            true,
+		NamespaceLabels:    true,
+		DeletedGrace:       120 * time.Second,
+		MissWait:           time.Second,
+		Labels:             []string{"*"},
+		Annotations:        []string{"*"},
+		ExcludeAnnotations: []string{lastAppliedAnnotation},
 	}
 }
 
@@ -91,7 +108,7 @@ func (c Config) Validate() error {
 	for _, l := range []struct {
 		key  string
 		list []string
-	}{{"labels", c.Labels}, {"annotations", c.Annotations}} {
+	}{{"labels", c.Labels}, {"annotations", c.Annotations}, {"exclude_annotations", c.ExcludeAnnotations}} {
 		for _, k := range l.list {
 			if k == "" {
 				errs = append(errs, fmt.Errorf("enrich.%s: empty key (use \"*\" for all, [] for none)", l.key))

@@ -25,6 +25,8 @@ func TestConfigValidate(t *testing.T) {
 		{"empty exclude pattern", func(c *Config) { c.ExcludeNamespaces = []string{""} }, "enrich.exclude_namespaces: empty pattern"},
 		{"empty label key", func(c *Config) { c.Labels = []string{"app", ""} }, "enrich.labels: empty key"},
 		{"empty annotation key", func(c *Config) { c.Annotations = []string{""} }, "enrich.annotations: empty key"},
+		{"empty excluded annotation key", func(c *Config) { c.ExcludeAnnotations = []string{"a", ""} }, "enrich.exclude_annotations: empty key"},
+		{"no excluded annotations is fine", func(c *Config) { c.ExcludeAnnotations = nil }, ""},
 		{"no labels is fine", func(c *Config) { c.Labels = []string{} }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -54,6 +56,8 @@ include_namespaces: [team-*]
 exclude_namespaces: [team-secret]
 labels: [app, "app.kubernetes.io/*"]
 annotations: []
+exclude_annotations: ["example.com/*"]
+allow_pod_exclusion: true
 `
 	if err := yaml.Unmarshal([]byte(src), &c); err != nil {
 		t.Fatal(err)
@@ -61,10 +65,23 @@ annotations: []
 	if c.NodeName != "node-7" || c.Kubeconfig != "/etc/kube.conf" || c.NamespaceLabels ||
 		c.DeletedGrace != 30*time.Second || c.MissWait != 250*time.Millisecond ||
 		len(c.IncludeNamespaces) != 1 || len(c.ExcludeNamespaces) != 1 || len(c.Labels) != 2 ||
-		len(c.Annotations) != 0 || !c.Enabled {
+		len(c.Annotations) != 0 || !c.Enabled || !c.AllowPodExclusion ||
+		len(c.ExcludeAnnotations) != 1 || c.ExcludeAnnotations[0] != "example.com/*" {
 		t.Errorf("decoded %+v", c)
 	}
 	if err := c.Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestConfigDefaultsSafe: by default pods cannot exclude themselves, and
+// kubectl's last-applied-configuration is not copied into records.
+func TestConfigDefaultsSafe(t *testing.T) {
+	c := DefaultConfig()
+	if c.AllowPodExclusion {
+		t.Error("allow_pod_exclusion on by default")
+	}
+	if len(c.ExcludeAnnotations) != 1 || c.ExcludeAnnotations[0] != "kubectl.kubernetes.io/last-applied-configuration" {
+		t.Errorf("exclude_annotations default %q", c.ExcludeAnnotations)
 	}
 }

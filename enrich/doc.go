@@ -20,10 +20,12 @@
 // is parked, in a per-pod FIFO (later batches of the pod queue behind it),
 // until the pod arrives ("late") or miss_wait passes ("miss": it goes on with
 // the collector's path metadata, and the pod's later batches stop waiting).
-// Deleted pods stay usable for deleted_grace. Selection (pod annotation or
-// namespace label logagent.io/exclude: "true", pod annotation
-// logagent.io/exclude-containers: "a,b", include/exclude_namespaces) drops
-// batches with a counted reason and acknowledges them.
+// Deleted pods stay usable for deleted_grace. Selection (namespace label
+// logagent.io/exclude: "true", include/exclude_namespaces, and only with
+// allow_pod_exclusion the pod annotations logagent.io/exclude: "true" and
+// logagent.io/exclude-containers: "a,b") drops batches with a counted reason
+// and acknowledges them. Annotations on exclude_annotations (by default
+// kubectl's last-applied-configuration) are neither copied nor stored.
 //
 // Metrics: logagent_enrich_pods_cached, logagent_enrich_lookups_total{result},
 // logagent_enrich_records_excluded_total{reason},

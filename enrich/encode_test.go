@@ -160,7 +160,7 @@ func TestSlimPodKeepsWhatEnrichReads(t *testing.T) {
 		annotated(excludeContainersKey, "side"), annotated("kubectl.kubernetes.io/last-applied-configuration", "{...}"),
 		annotated(mirrorAnnotation, "m-1"), status("app", "containerd://c1", "containerd://c0"))
 	pod.Spec.Volumes = make([]corev1.Volume, 3)
-	f := filters{labels: newKeyFilter([]string{"team"}), annotations: newKeyFilter(nil)}
+	f := filters{labels: newKeyFilter([]string{"team"}), annotations: newKeyFilter(nil), podExclusion: true}
 	s := slimPod(pod, f)
 	if _, ok := s.Labels["app"]; ok {
 		t.Error("label outside the allow-list kept")
@@ -184,5 +184,37 @@ func TestSlimPodKeepsWhatEnrichReads(t *testing.T) {
 	// Idempotent, as client-go requires of transforms.
 	if !bytes.Equal(buildMeta(slimPod(s, f), nil, f).kubernetes("app", ""), b.kubernetes("app", "")) {
 		t.Error("slimPod is not idempotent")
+	}
+}
+
+// TestSlimPodAnnotations: the informer's store keeps the selection
+// annotations only when they are honoured, and never an excluded annotation
+// (last-applied-configuration by default), even under annotations: ["*"].
+func TestSlimPodAnnotations(t *testing.T) {
+	const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+	pod := newPod("shop", "web-1", "u-1", annotated(excludeKey, "true"), annotated(excludeContainersKey, "side"),
+		annotated(lastApplied, "{...}"), annotated("note", "n"), annotated(mirrorAnnotation, "m-1"))
+	d := DefaultConfig()
+	for _, tc := range []struct {
+		name        string
+		annotations []string
+		podExcl     bool
+		want        []string
+	}{
+		{"defaults", []string{"*"}, false, []string{excludeKey, excludeContainersKey, mirrorAnnotation, "note"}},
+		{"pod exclusion on, none copied", nil, true, []string{excludeKey, excludeContainersKey, mirrorAnnotation}},
+		{"pod exclusion off, none copied", nil, false, []string{mirrorAnnotation}},
+	} {
+		f := filters{annotations: newKeyFilter(tc.annotations).without(d.ExcludeAnnotations), podExclusion: tc.podExcl}
+		s := slimPod(pod, f)
+		var got []string
+		for k := range s.Annotations {
+			got = append(got, k)
+		}
+		slices.Sort(got)
+		want := slices.Sorted(slices.Values(tc.want))
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: annotations kept %q, want %q", tc.name, got, want)
+		}
 	}
 }

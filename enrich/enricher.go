@@ -81,7 +81,11 @@ func New(cfg Config, client kubernetes.Interface, next collector.Sink, reg prome
 	for _, r := range []string{reasonNamespaceConfig, reasonNamespaceLabel, reasonPodAnnotation, reasonContainerAnnotation} {
 		e.excluded[r] = m.excluded.WithLabelValues(r)
 	}
-	f := filters{labels: newKeyFilter(cfg.Labels), annotations: newKeyFilter(cfg.Annotations)}
+	f := filters{
+		labels:       newKeyFilter(cfg.Labels),
+		annotations:  newKeyFilter(cfg.Annotations).without(cfg.ExcludeAnnotations),
+		podExclusion: cfg.AllowPodExclusion,
+	}
 	e.cache = newPodCache(cfg.NodeName, cfg.DeletedGrace, f, m, func() { signal(e.park.wake) })
 	setLast := func(err error) { e.lastErr.Store(&err) }
 

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -132,48 +135,104 @@ func TestStaticPodFoundByMirrorUID(t *testing.T) {
 	}
 }
 
+// TestExclusion: the namespace label and the configured namespaces always
+// exclude; a pod's own logagent.io/exclude and logagent.io/exclude-containers
+// annotations only with allow_pod_exclusion (off by default: then those
+// pods' batches are delivered, enriched).
 func TestExclusion(t *testing.T) {
-	cfg := testConfig()
-	cfg.ExcludeNamespaces = []string{"kube-*"}
-	te := startEnricher(t, cfg,
-		newPod("shop", "quiet", "u-1", annotated(excludeKey, "true")),
-		newPod("shop", "mixed", "u-2", withContainers("app", "side"), annotated(excludeContainersKey, "side")),
-		newPod("muted", "any", "u-3"),
-		namespace("shop", nil), namespace("muted", map[string]string{excludeKey: "true"}))
-	waitFor(t, 5*time.Second, "namespace label applied", func() bool {
-		m, _ := te.cache.lookup(source("muted", "any", "u-3", "app", ""))
-		return m != nil && m.sel.reason == reasonNamespaceLabel
-	})
-	var acks sync.WaitGroup
-	send := func(src *collector.Source, n int) *collector.Batch {
-		b := batch(src, n, &acks)
-		if err := te.Send(context.Background(), b); err != nil {
-			t.Fatal(err)
-		}
-		return b
+	for _, allow := range []bool{true, false} {
+		t.Run(fmt.Sprintf("allow_pod_exclusion=%v", allow), func(t *testing.T) {
+			cfg := testConfig()
+			cfg.ExcludeNamespaces = []string{"kube-*"}
+			cfg.AllowPodExclusion = allow
+			te := startEnricher(t, cfg,
+				newPod("shop", "quiet", "u-1", annotated(excludeKey, "true")),
+				newPod("shop", "mixed", "u-2", withContainers("app", "side"), annotated(excludeContainersKey, "side")),
+				newPod("muted", "any", "u-3"),
+				namespace("shop", nil), namespace("muted", map[string]string{excludeKey: "true"}))
+			waitFor(t, 5*time.Second, "namespace label applied", func() bool {
+				m, _ := te.cache.lookup(source("muted", "any", "u-3", "app", ""))
+				return m != nil && m.sel.reason == reasonNamespaceLabel
+			})
+			send := func(src *collector.Source, n int) *collector.Batch {
+				b := batch(src, n, nil)
+				if err := te.Send(context.Background(), b); err != nil {
+					t.Fatal(err)
+				}
+				return b
+			}
+			byPod := []*collector.Batch{ // the pods' own choice
+				send(source("shop", "quiet", "u-1", "app", ""), 2),
+				send(source("shop", "mixed", "u-2", "side", ""), 3),
+			}
+			dropped := []*collector.Batch{
+				send(source("muted", "any", "u-3", "app", ""), 4),
+				// Excluded by configuration from the path alone: the pod is unknown.
+				send(source("kube-system", "coredns", "u-9", "app", ""), 5),
+			}
+			kept := send(source("shop", "mixed", "u-2", "app", ""), 1)
+			want := []*collector.Batch{kept}
+			wantByPod := map[string]float64{reasonPodAnnotation: 2, reasonContainerAnnotation: 3}
+			if allow {
+				dropped = append(dropped, byPod...)
+			} else {
+				want = append(byPod, kept)
+				wantByPod = map[string]float64{reasonPodAnnotation: 0, reasonContainerAnnotation: 0}
+			}
+			for i, b := range dropped {
+				if !b.Acked() {
+					t.Errorf("excluded batch %d not acknowledged", i)
+				}
+			}
+			got := te.next.get()
+			if !slices.Equal(got, want) {
+				t.Fatalf("delivered %d batches, want %d", len(got), len(want))
+			}
+			if !allow {
+				if d := decode(t, byPod[1].Kubernetes); d.str("container_name") != "side" || d.str("pod_name") != "mixed" {
+					t.Errorf("mixed/side: kubernetes = %v", d.m)
+				}
+			}
+			wantByPod[reasonNamespaceLabel], wantByPod[reasonNamespaceConfig] = 4, 5
+			for reason, want := range wantByPod {
+				if got := te.excludedRecords(t, reason); got != want {
+					t.Errorf("excluded records{%s} = %v, want %v", reason, got, want)
+				}
+			}
+		})
 	}
-	dropped := []*collector.Batch{
-		send(source("shop", "quiet", "u-1", "app", ""), 2),
-		send(source("shop", "mixed", "u-2", "side", ""), 3),
-		send(source("muted", "any", "u-3", "app", ""), 4),
-		// Excluded by configuration from the path alone: the pod is unknown.
-		send(source("kube-system", "coredns", "u-9", "app", ""), 5),
-	}
-	kept := send(source("shop", "mixed", "u-2", "app", ""), 1)
-	for i, b := range dropped {
-		if !b.Acked() {
-			t.Errorf("excluded batch %d not acknowledged", i)
-		}
-	}
-	if got := te.next.get(); len(got) != 1 || got[0] != kept {
-		t.Errorf("delivered %d batches, want only the kept one", len(got))
-	}
-	for reason, want := range map[string]float64{
-		reasonPodAnnotation: 2, reasonContainerAnnotation: 3, reasonNamespaceLabel: 4, reasonNamespaceConfig: 5,
+}
+
+// TestLastAppliedConfigurationNotCopied: kubectl's whole-manifest annotation
+// stays out of records by default, other annotations are copied; an empty
+// exclude_annotations copies it too.
+func TestLastAppliedConfigurationNotCopied(t *testing.T) {
+	const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+	manifest := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},"spec":{"containers":[{"name":"app","image":"example.com/app:1"}]}}`
+	for _, tc := range []struct {
+		name    string
+		exclude []string
+		want    bool
+	}{
+		{"default", DefaultConfig().ExcludeAnnotations, false},
+		{"exclude_annotations: []", []string{}, true},
 	} {
-		if got := te.excludedRecords(t, reason); got != want {
-			t.Errorf("excluded records{%s} = %v, want %v", reason, got, want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.ExcludeAnnotations = tc.exclude
+			te := startEnricher(t, cfg, newPod("shop", "web", "u-1", annotated(lastApplied, manifest), annotated("note", "n")))
+			b := batch(source("shop", "web", "u-1", "app", ""), 1, nil)
+			if err := te.Send(context.Background(), b); err != nil {
+				t.Fatal(err)
+			}
+			a := decode(t, b.Kubernetes).sub("annotations")
+			if a["note"] != "n" {
+				t.Errorf("annotations %v: note missing", a)
+			}
+			if _, got := a[lastApplied]; got != tc.want {
+				t.Errorf("last-applied-configuration copied = %v, want %v (annotations %v)", got, tc.want, a)
+			}
+		})
 	}
 }
 
@@ -247,6 +306,98 @@ func TestGraceAfterDelete(t *testing.T) {
 	}
 	if !bytes.Equal(b.Kubernetes, src.Kubernetes) {
 		t.Error("batch after the grace period not left with path metadata")
+	}
+}
+
+// TestNamespaceChurnLeavesNothing: a cluster whose CI namespaces come and go
+// (each with a pod on this node, some excluded by their label) leaves enrich
+// with the series it started with, none naming a namespace, and an empty
+// cache once the pods' grace has passed.
+func TestNamespaceChurnLeavesNothing(t *testing.T) {
+	const n = 40
+	cfg := testConfig()
+	cfg.DeletedGrace = 50 * time.Millisecond
+	reg := prometheus.NewRegistry()
+	te := startEnricherWith(t, cfg, reg)
+	series := func() (count int, labels []string) {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				count++
+				for _, l := range m.GetLabel() {
+					labels = append(labels, mf.GetName()+"{"+l.GetName()+"="+l.GetValue()+"}")
+				}
+			}
+		}
+		return count, labels
+	}
+	before, _ := series()
+
+	ctx := context.Background()
+	var pods []*corev1.Pod
+	for i := range n {
+		ns := fmt.Sprintf("ci-%d", i)
+		var labels map[string]string
+		if i%4 == 0 {
+			labels = map[string]string{excludeKey: "true"}
+		}
+		if _, err := te.client.CoreV1().Namespaces().Create(ctx, namespace(ns, labels), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := te.client.CoreV1().Pods(ns).Create(ctx, newPod(ns, "job", fmt.Sprintf("u-%d", i)), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods = append(pods, p)
+	}
+	waitFor(t, 10*time.Second, "pods and namespaces cached", func() bool {
+		te.cache.mu.RLock()
+		defer te.cache.mu.RUnlock()
+		return len(te.cache.pods) == n && len(te.cache.namespaces) == n
+	})
+	for _, p := range pods {
+		if err := te.Send(ctx, batch(source(p.Namespace, p.Name, string(p.UID), "app", ""), 1, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := te.excludedRecords(t, reasonNamespaceLabel); got != n/4 {
+		t.Errorf("excluded by namespace label %v, want %d", got, n/4)
+	}
+	if got := te.next.len(); got != n-n/4 {
+		t.Errorf("delivered %d batches, want %d", got, n-n/4)
+	}
+	if count, labels := series(); count != before {
+		t.Errorf("%d series with %d namespaces, %d before: %q", count, n, before, labels)
+	} else {
+		for _, l := range labels {
+			if strings.Contains(l, "ci-") || strings.Contains(l, "{namespace=") {
+				t.Errorf("series names a namespace: %s", l)
+			}
+		}
+	}
+
+	for _, p := range pods {
+		if err := te.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := te.client.CoreV1().Namespaces().Delete(ctx, p.Namespace, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "cache emptied", func() bool {
+		te.cache.mu.RLock()
+		defer te.cache.mu.RUnlock()
+		return len(te.cache.pods)+len(te.cache.byUID)+len(te.cache.byName)+len(te.cache.namespaces) == 0
+	})
+	if got := value(t, te.m.podsCached); got != 0 {
+		t.Errorf("pods_cached = %v after every pod is gone", got)
+	}
+	if count, labels := series(); count != before {
+		t.Errorf("%d series after the namespaces are gone, %d before: %q", count, before, labels)
 	}
 }
 

@@ -200,9 +200,15 @@ func testConfig() Config {
 
 func startEnricher(t *testing.T, cfg Config, objs ...runtime.Object) *testEnricher {
 	t.Helper()
+	return startEnricherWith(t, cfg, prometheus.NewRegistry(), objs...)
+}
+
+// startEnricherWith is startEnricher registering the metrics on reg.
+func startEnricherWith(t *testing.T, cfg Config, reg prometheus.Registerer, objs ...runtime.Object) *testEnricher {
+	t.Helper()
 	client := newFakeClient(objs...)
 	next := &recorder{}
-	e, err := New(cfg, client, next, prometheus.NewRegistry(), testLogger(t))
+	e, err := New(cfg, client, next, reg, testLogger(t))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

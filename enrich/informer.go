@@ -86,7 +86,8 @@ func newNamespaceInformer(client kubernetes.Interface, f filters) cache.SharedIn
 // slimPod keeps only what enrichment reads, so the informer's store (and the
 // cache that points into it) holds a small fraction of each pod: no spec
 // beyond container names and images, no managedFields, no annotations outside
-// the allow-list (last-applied-configuration alone can be kilobytes). It is
+// the allow-list or on the deny-list (last-applied-configuration alone can be
+// kilobytes). It is
 // idempotent, as client-go requires of transforms.
 func slimPod(p *corev1.Pod, f filters) *corev1.Pod {
 	s := &corev1.Pod{
@@ -96,7 +97,7 @@ func slimPod(p *corev1.Pod, f filters) *corev1.Pod {
 			UID:             p.UID,
 			ResourceVersion: p.ResourceVersion,
 			Labels:          keepKeys(p.Labels, f.labels, podTemplateHashLabel),
-			Annotations:     keepKeys(p.Annotations, f.annotations, excludeKey, excludeContainersKey, mirrorAnnotation),
+			Annotations:     keepKeys(p.Annotations, f.annotations, slimKeep(f)...),
 		},
 		Spec: corev1.PodSpec{NodeName: p.Spec.NodeName},
 		Status: corev1.PodStatus{
@@ -121,6 +122,14 @@ func slimPod(p *corev1.Pod, f filters) *corev1.Pod {
 		})
 	}
 	return s
+}
+
+// slimKeep are the annotations enrichment reads whatever the allow-list.
+func slimKeep(f filters) []string {
+	if f.podExclusion {
+		return []string{mirrorAnnotation, excludeKey, excludeContainersKey}
+	}
+	return []string{mirrorAnnotation}
 }
 
 func slimStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {

@@ -7,11 +7,11 @@ import (
 
 // Selection annotations and labels.
 const (
-	// excludeKey set to "true" as a pod annotation, or as a label on the pod's
-	// namespace, stops the pod's logs.
+	// excludeKey set to "true" as a label on the pod's namespace, or (with
+	// enrich.allow_pod_exclusion) as a pod annotation, stops the pod's logs.
 	excludeKey = "logagent.io/exclude"
 	// excludeContainersKey is a pod annotation listing containers ("a,b")
-	// whose logs are stopped.
+	// whose logs are stopped (with enrich.allow_pod_exclusion).
 	excludeContainersKey = "logagent.io/exclude-containers"
 	// mirrorAnnotation on a static pod's mirror names the uid under which the
 	// kubelet runs the static pod (and writes its logs).
@@ -33,11 +33,13 @@ func splitList(v string) []string {
 }
 
 // keyFilter is an allow-list of label or annotation keys: exact keys, prefixes
-// ending in "*", or "*" for all.
+// ending in "*", or "*" for all; minus the keys of an optional deny-list of
+// the same form.
 type keyFilter struct {
 	all      bool
 	exact    map[string]struct{}
 	prefixes []string
+	except   *keyFilter // keys refused even when allowed above
 }
 
 func newKeyFilter(keys []string) keyFilter {
@@ -55,7 +57,21 @@ func newKeyFilter(keys []string) keyFilter {
 	return f
 }
 
+// without returns f refusing the keys that deny lists (same form as f's).
+func (f keyFilter) without(deny []string) keyFilter {
+	if len(deny) > 0 {
+		d := newKeyFilter(deny)
+		f.except = &d
+	}
+	return f
+}
+
 func (f keyFilter) allows(k string) bool {
+	return f.listed(k) && (f.except == nil || !f.except.listed(k))
+}
+
+// listed reports whether k is on the list itself, the deny-list aside.
+func (f keyFilter) listed(k string) bool {
 	if f.all {
 		return true
 	}
@@ -101,12 +117,18 @@ type selection struct {
 	containers []string // containers excluded by logagent.io/exclude-containers
 }
 
-func selectPod(annotations map[string]string, nsExcluded bool) selection {
-	if isTrue(annotations[excludeKey]) {
+// selectPod decides from the namespace's exclusion label and, only when
+// podExclusion (enrich.allow_pod_exclusion) is on, the pod's own annotations:
+// otherwise any pod author could keep its logs from being collected.
+func selectPod(annotations map[string]string, nsExcluded, podExclusion bool) selection {
+	if podExclusion && isTrue(annotations[excludeKey]) {
 		return selection{reason: reasonPodAnnotation}
 	}
 	if nsExcluded {
 		return selection{reason: reasonNamespaceLabel}
+	}
+	if !podExclusion {
+		return selection{}
 	}
 	return selection{containers: splitList(annotations[excludeContainersKey])}
 }

@@ -5,26 +5,35 @@ import (
 	"testing"
 )
 
+// TestKeyFilter: allow-lists of exact keys and prefixes, minus a deny-list of
+// the same form (exclude_annotations), which wins.
 func TestKeyFilter(t *testing.T) {
 	for _, tc := range []struct {
-		keys  []string
-		allow []string
-		deny  []string
+		keys, except []string
+		allow, deny  []string
 	}{
-		{[]string{"*"}, []string{"app", "x/y", ""}, nil},
-		{nil, nil, []string{"app"}},
-		{[]string{"app", "team"}, []string{"app", "team"}, []string{"application", "tier"}},
-		{[]string{"app.kubernetes.io/*", "team"}, []string{"app.kubernetes.io/name", "team"}, []string{"app", "kubernetes.io/name"}},
+		{[]string{"*"}, nil, []string{"app", "x/y", ""}, nil},
+		{nil, nil, nil, []string{"app"}},
+		{[]string{"app", "team"}, nil, []string{"app", "team"}, []string{"application", "tier"}},
+		{[]string{"app.kubernetes.io/*", "team"}, nil, []string{"app.kubernetes.io/name", "team"}, []string{"app", "kubernetes.io/name"}},
+		{[]string{"*"}, DefaultConfig().ExcludeAnnotations,
+			[]string{"note", "kubectl.kubernetes.io/restartedAt", "kubectl.kubernetes.io/last-applied-configuration-x"},
+			[]string{"kubectl.kubernetes.io/last-applied-configuration"}},
+		{[]string{"*"}, []string{"kubectl.kubernetes.io/*", "secret"}, []string{"note", "kubernetes.io/x"},
+			[]string{"kubectl.kubernetes.io/last-applied-configuration", "kubectl.kubernetes.io/restartedAt", "secret"}},
+		{[]string{"team", "app.kubernetes.io/*"}, []string{"app.kubernetes.io/version"}, []string{"team", "app.kubernetes.io/name"},
+			[]string{"app.kubernetes.io/version", "other"}},
+		{[]string{"*"}, []string{"*"}, nil, []string{"note", ""}},
 	} {
-		f := newKeyFilter(tc.keys)
+		f := newKeyFilter(tc.keys).without(tc.except)
 		for _, k := range tc.allow {
 			if !f.allows(k) {
-				t.Errorf("filter %q denies %q", tc.keys, k)
+				t.Errorf("filter %q without %q denies %q", tc.keys, tc.except, k)
 			}
 		}
 		for _, k := range tc.deny {
 			if f.allows(k) {
-				t.Errorf("filter %q allows %q", tc.keys, k)
+				t.Errorf("filter %q without %q allows %q", tc.keys, tc.except, k)
 			}
 		}
 	}
@@ -58,23 +67,29 @@ func TestNamespaceFilter(t *testing.T) {
 }
 
 func TestSelectPod(t *testing.T) {
+	both := map[string]string{excludeKey: "true", excludeContainersKey: "side"}
 	for _, tc := range []struct {
-		name        string
-		annotations map[string]string
-		nsExcluded  bool
-		want        map[string]string // container -> reason
+		name         string
+		annotations  map[string]string
+		nsExcluded   bool
+		podExclusion bool
+		want         map[string]string // container -> reason
 	}{
-		{"nothing", nil, false, map[string]string{"app": ""}},
-		{"pod annotation", map[string]string{excludeKey: "true"}, false, map[string]string{"app": reasonPodAnnotation, "side": reasonPodAnnotation}},
-		{"pod annotation, any case and spaces", map[string]string{excludeKey: " True "}, false, map[string]string{"app": reasonPodAnnotation}},
-		{"pod annotation false", map[string]string{excludeKey: "false"}, false, map[string]string{"app": ""}},
-		{"namespace label", nil, true, map[string]string{"app": reasonNamespaceLabel}},
-		{"pod annotation wins over namespace", map[string]string{excludeKey: "true"}, true, map[string]string{"app": reasonPodAnnotation}},
-		{"containers", map[string]string{excludeContainersKey: "side, istio-proxy,,"}, false,
+		{"nothing", nil, false, true, map[string]string{"app": ""}},
+		{"pod annotation", map[string]string{excludeKey: "true"}, false, true, map[string]string{"app": reasonPodAnnotation, "side": reasonPodAnnotation}},
+		{"pod annotation, any case and spaces", map[string]string{excludeKey: " True "}, false, true, map[string]string{"app": reasonPodAnnotation}},
+		{"pod annotation false", map[string]string{excludeKey: "false"}, false, true, map[string]string{"app": ""}},
+		{"namespace label", nil, true, true, map[string]string{"app": reasonNamespaceLabel}},
+		{"pod annotation wins over namespace", map[string]string{excludeKey: "true"}, true, true, map[string]string{"app": reasonPodAnnotation}},
+		{"containers", map[string]string{excludeContainersKey: "side, istio-proxy,,"}, false, true,
 			map[string]string{"app": "", "side": reasonContainerAnnotation, "istio-proxy": reasonContainerAnnotation, "sid": ""}},
+		// allow_pod_exclusion off (the default): the pod's own annotations
+		// are ignored, the namespace's label still applies.
+		{"off: pod annotations ignored", both, false, false, map[string]string{"app": "", "side": ""}},
+		{"off: namespace label applies", both, true, false, map[string]string{"app": reasonNamespaceLabel, "side": reasonNamespaceLabel}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := selectPod(tc.annotations, tc.nsExcluded)
+			s := selectPod(tc.annotations, tc.nsExcluded, tc.podExclusion)
 			for c, want := range tc.want {
 				if got := s.excludedReason(c); got != want {
 					t.Errorf("container %s: reason %q, want %q", c, got, want)
