@@ -9,6 +9,8 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME  ?= 10s
 GENLOGS   ?= $(abspath $(firstword $(wildcard ../shared/bench/genlogs.py)))
 IMAGE     ?= logagent:$(VERSION)
+IMAGE_BASES  ?= auto
+IMAGE_ENGINE ?=
 
 export LOGAGENT_KUBE_ASSETS ?= $(TOOLS)/bin
 
@@ -67,9 +69,15 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 		service prometheus stop >/dev/null 2>&1 || true; }
 
-## image: the container image (needs a Docker engine)
+## test-image: the image TestImage runs (deploy/image_test.go builds it the same way), so that
+##             the cold build (~6 min: stand-ins, modules, compile) is paid outside go test's timeout
+test-image:
+	$(MAKE) image IMAGE=localhost/logagent:test VERSION=test IMAGE_BASES=local
+
+## image: the container image, with Docker when an engine answers, else podman
+##        (IMAGE_BASES=upstream|local|auto, IMAGE_ENGINE=docker|podman: see deploy/image/build.sh)
 image:
-	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+	IMAGE='$(IMAGE)' VERSION='$(VERSION)' IMAGE_BASES='$(IMAGE_BASES)' IMAGE_ENGINE='$(IMAGE_ENGINE)' deploy/image/build.sh
 
 clean:
 	rm -rf bin
