@@ -14,7 +14,7 @@ IMAGE_ENGINE ?=
 
 export LOGAGENT_KUBE_ASSETS ?= $(TOOLS)/bin
 
-.PHONY: all build test unit e2e fuzz demo bench lint tools deps image clean
+.PHONY: all build test unit e2e fuzz demo bench lint tools deps image-deps image test-image clean
 
 all: build
 
@@ -27,7 +27,7 @@ demo:
 	$(GO) run ./cmd/logagent demo
 
 ## test: everything CI runs: lint, unit and real-component tests (race detector on), fuzz smoke
-test: deps tools lint unit e2e fuzz
+test: deps tools lint test-image unit e2e fuzz
 
 ## unit: the main module's tests, including those on a real kube-apiserver and Prometheus
 unit:
@@ -62,17 +62,35 @@ $(TOOLS)/bin/staticcheck:
 tools:
 	test/tools/build.sh
 
-## deps: system packages the tests use (Debian's prometheus, for promtool and a real scrape)
-deps:
+## deps: system packages the tests use (Debian's prometheus, for promtool and a real scrape;
+##       those of image-deps)
+deps: image-deps
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
 		echo "installing Debian's prometheus package"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 		service prometheus stop >/dev/null 2>&1 || true; }
 
+## image-deps: what make image and TestImage need: podman and runc unless a Docker engine
+##             answers, and mmdebstrap for the stand-in base images (Debian packages)
+image-deps:
+	@need=; \
+	if ! { command -v docker >/dev/null && timeout 30 docker info >/dev/null 2>&1; }; then \
+		command -v podman >/dev/null || need="$$need podman"; \
+		command -v runc >/dev/null || need="$$need runc"; \
+	fi; \
+	command -v mmdebstrap >/dev/null || need="$$need mmdebstrap"; \
+	if [ -z "$$need" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "image-deps: no apt-get: install$$need yourself, or TestImage is skipped"; exit 0; fi; \
+	echo "installing$$need (make image, TestImage)"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need
+
 ## test-image: the image TestImage runs (deploy/image_test.go builds it the same way), so that
 ##             the cold build (~6 min: stand-ins, modules, compile) is paid outside go test's timeout
 test-image:
-	$(MAKE) image IMAGE=localhost/logagent:test VERSION=test IMAGE_BASES=local
+	@if command -v podman >/dev/null || { command -v docker >/dev/null && timeout 30 docker info >/dev/null 2>&1; }; then \
+		$(MAKE) image IMAGE=localhost/logagent:test VERSION=test IMAGE_BASES=local; \
+	else echo "test-image: neither podman nor a Docker engine: TestImage is skipped"; fi
 
 ## image: the container image, with Docker when an engine answers, else podman
 ##        (IMAGE_BASES=upstream|local|auto, IMAGE_ENGINE=docker|podman: see deploy/image/build.sh)

@@ -50,6 +50,8 @@ podman)
 	# the host's network: a rootful podman's bridge needs iptables and
 	# netavark/CNI set up, which sandboxes lack.
 	opts+=(--network host)
+	# For pruning what earlier builds left (below).
+	opts+=(--label io.logagent.build=make-image)
 	# podman 4.3 leaves TARGETOS and TARGETARCH unset without --platform.
 	opts+=(--build-arg TARGETOS="$(podman info --format '{{.Host.OS}}')")
 	opts+=(--build-arg TARGETARCH="$(podman info --format '{{.Host.Arch}}')")
@@ -91,5 +93,14 @@ start=$SECONDS
 log "$engine build -t $image (VERSION=$version${base_args[*]:+ ${base_args[*]}})"
 "$engine" build "${opts[@]}" --build-arg VERSION="$version" "${base_args[@]}" \
 	-t "$image" -f "$repo/Dockerfile" "$repo"
+if [ "$engine" = podman ]; then
+	# podman keeps every build's intermediate images (~40 MB per source
+	# change). Keep this build's build stage as the layer cache (a tag; the
+	# build is cached, so this takes a second) and drop what earlier builds
+	# left: only images labelled by this script.
+	"$engine" build -q "${opts[@]}" --build-arg VERSION="$version" "${base_args[@]}" \
+		--target build -t localhost/logagent-build-cache -f "$repo/Dockerfile" "$repo" >/dev/null
+	"$engine" image prune -f --filter label=io.logagent.build=make-image >/dev/null
+fi
 size="$("$engine" image inspect --format '{{.Size}}' "$image")"
 log "built $image with $engine in $((SECONDS - start))s: $((size / 1024)) KiB"
