@@ -132,8 +132,8 @@ func TestDockerfile(t *testing.T) {
 	build, final := stages[0], stages[len(stages)-1]
 
 	t.Run("build stage runs make build", func(t *testing.T) {
-		if !strings.HasPrefix(build.from, "golang:") {
-			t.Errorf("build stage FROM %s, want a golang image", build.from)
+		if !strings.HasPrefix(build.from, "docker.io/library/golang:") {
+			t.Errorf("build stage FROM %s, want Docker's official golang image, fully qualified (podman resolves no short names without a registries.conf that says how)", build.from)
 		}
 		runs := build.all("RUN")
 		if !slices.ContainsFunc(runs, func(in instruction) bool {
@@ -171,10 +171,10 @@ func TestDockerfile(t *testing.T) {
 				t.Errorf("ARG %s=%s: want <image>:<tag>@sha256:<digest>", s.arg, s.st.from)
 			}
 		}
-		if !regexp.MustCompile(`^golang:\d+\.\d+(\.\d+)?-[a-z]+@`).MatchString(build.from) {
+		if !regexp.MustCompile(`^docker\.io/library/golang:\d+\.\d+(\.\d+)?-[a-z]+@`).MatchString(build.from) {
 			t.Errorf("BUILD_IMAGE %s: want golang:<go version>-<debian suite>@... (the stand-in is made from those)", build.from)
 		}
-		if tag := regexp.MustCompile(`^golang:(\d+\.\d+\.\d+)-`).FindStringSubmatch(build.from); tag != nil {
+		if tag := regexp.MustCompile(`/golang:(\d+\.\d+\.\d+)-`).FindStringSubmatch(build.from); tag != nil {
 			if gomod, err := os.ReadFile(filepath.Join(root, "go.mod")); err == nil {
 				m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(gomod)
 				if m == nil {
