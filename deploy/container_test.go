@@ -272,17 +272,23 @@ func (p agentPod) runFlags(t testing.TB, e engine, sc *corev1.SecurityContext, n
 	return f
 }
 
-// procStatus returns the fields of /proc/<pid>/status of a container's
-// process, as the host's kernel sees it.
-func procStatus(t testing.TB, e engine, name string) map[string]string {
+// procFile reads /proc/<pid>/<file> of a container's process, as the host's
+// kernel sees it.
+func procFile(t testing.TB, e engine, name, file string) string {
 	t.Helper()
 	pid := e.inspect(t, "container", name, "{{.State.Pid}}")
-	data, err := os.ReadFile(filepath.Join("/proc", pid, "status"))
+	data, err := os.ReadFile(filepath.Join("/proc", pid, file))
 	if err != nil {
 		t.Fatalf("container %s's process %s: %v", name, pid, err)
 	}
+	return string(data)
+}
+
+// procStatus returns the fields of the container process's status.
+func procStatus(t testing.TB, e engine, name string) map[string]string {
+	t.Helper()
 	out := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
+	for _, line := range strings.Split(procFile(t, e, name, "status"), "\n") {
 		if k, v, ok := strings.Cut(line, ":"); ok {
 			out[k] = strings.TrimSpace(v)
 		}
@@ -291,16 +297,11 @@ func procStatus(t testing.TB, e engine, name string) map[string]string {
 }
 
 // mountOptions returns, per mount point inside the container, the mount's
-// options (/proc/<pid>/mountinfo: rw or ro first).
+// options (mountinfo: rw or ro first).
 func mountOptions(t testing.TB, e engine, name string) map[string]string {
 	t.Helper()
-	pid := e.inspect(t, "container", name, "{{.State.Pid}}")
-	data, err := os.ReadFile(filepath.Join("/proc", pid, "mountinfo"))
-	if err != nil {
-		t.Fatalf("container %s's mounts: %v", name, err)
-	}
 	out := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
+	for _, line := range strings.Split(procFile(t, e, name, "mountinfo"), "\n") {
 		f := strings.Fields(line)
 		if len(f) > 5 {
 			out[f[4]] = f[5] // later mounts on the same point win, as they do in the container

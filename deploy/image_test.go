@@ -154,6 +154,19 @@ func (c *logContainer) delivered(tally *forwardtest.Tally) (n int, prefix bool) 
 	return n, last == n-1
 }
 
+// startReceiver starts a Forward receiver on the host's loopback, closed
+// when t ends.
+func startReceiver(t *testing.T) (*forwardtest.Receiver, *forwardtest.Tally) {
+	t.Helper()
+	tally := &forwardtest.Tally{}
+	recv, err := forwardtest.Start("127.0.0.1:0", forwardtest.Config{}, tally)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(recv.Close)
+	return recv, tally
+}
+
 // agentCtr is the agent running in its container.
 type agentCtr struct {
 	e      engine
@@ -303,12 +316,7 @@ func TestImage(t *testing.T) {
 		}
 	}
 
-	tally := &forwardtest.Tally{}
-	recv, err := forwardtest.Start("127.0.0.1:0", forwardtest.Config{}, tally)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer recv.Close()
+	recv, tally := startReceiver(t)
 	env := func() map[string]string {
 		return map[string]string{
 			// The manifests' Forward server and port are the cluster's; here
@@ -375,6 +383,9 @@ func TestImage(t *testing.T) {
 			if err != nil || status != http.StatusOK {
 				t.Errorf("%s: %d %v %s", p.HTTPGet.Path, status, err, body)
 			}
+		}
+		if v, _, err := a.metric("logagent_collector_files_tailed", nil); err != nil || int(v) != len(all) {
+			t.Errorf("logagent_collector_files_tailed = %v (%v), want %d", v, err, len(all))
 		}
 		for m, want := range map[string]int{"logagent_collector_records_total": total(all), "logagent_output_records_acked_total": total(all)} {
 			waitFor(t, 30*time.Second, m, func() (bool, string) {
@@ -484,12 +495,7 @@ func TestImage(t *testing.T) {
 		if err := os.RemoveAll(filepath.Join(node, "/var/lib/logagent")); err != nil {
 			t.Fatal(err)
 		}
-		tally3 := &forwardtest.Tally{}
-		recv3, err := forwardtest.Start("127.0.0.1:0", forwardtest.Config{}, tally3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer recv3.Close()
+		recv3, tally3 := startReceiver(t)
 		env3 := env()
 		env3["LOGAGENT_FORWARD"] = recv3.Addr()
 		c := startAgentContainer(t, e, image, name+"-nodac", pod, pod.runFlags(t, e, noDAC, node, configDir, "image-node", env3))
@@ -502,9 +508,8 @@ func TestImage(t *testing.T) {
 		for _, c := range root {
 			rootRecords = append(rootRecords, c.records()...)
 		}
-		_, problems := tally3.Check(rootRecords) // also: no record of the other owner's file
-		for _, p := range problems {
-			t.Error(p)
+		if v, _, err := c.metric("logagent_collector_files_tailed", nil); err != nil || int(v) != len(root) {
+			t.Errorf("logagent_collector_files_tailed = %v (%v), want %d: root's files, not %s", v, err, len(root), other.file())
 		}
 		// Not a crash: still serving, still ready (it reads root's files).
 		for _, p := range []*corev1.Probe{pod.container.LivenessProbe, pod.container.ReadinessProbe} {
@@ -539,6 +544,12 @@ func TestImage(t *testing.T) {
 		}
 		if code := c.stop(t, grace); code != 0 {
 			t.Errorf("exit code %d after SIGTERM", code)
+		}
+		// After the flush, everything read was delivered: root's records, once
+		// each, and not one of the other owner's.
+		_, problems := tally3.Check(rootRecords)
+		for _, p := range problems {
+			t.Error(p)
 		}
 	})
 }
