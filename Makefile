@@ -86,7 +86,7 @@ image-deps:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need
 
 ## test-image: the image TestImage runs (deploy/image_test.go builds it the same way), so that
-##             the cold build (~6 min: stand-ins, modules, compile) is paid outside go test's timeout
+##             the cold build (2-6 min: stand-ins, modules, compile) is paid outside go test's timeout
 test-image:
 	@if command -v podman >/dev/null || { command -v docker >/dev/null && timeout 30 docker info >/dev/null 2>&1; }; then \
 		$(MAKE) image IMAGE=localhost/logagent:test VERSION=test IMAGE_BASES=local; \
