@@ -190,11 +190,11 @@ func (p agentPod) runFlags(t testing.TB, e engine, sc *corev1.SecurityContext, n
 		}
 	}
 	if caps := sc.Capabilities; caps != nil {
-		for _, c := range caps.Drop {
-			f = append(f, "--cap-drop", string(c))
+		for _, name := range caps.Drop {
+			f = append(f, "--cap-drop", string(name))
 		}
-		for _, c := range caps.Add {
-			f = append(f, "--cap-add", string(c))
+		for _, name := range caps.Add {
+			f = append(f, "--cap-add", string(name))
 		}
 	}
 

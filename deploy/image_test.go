@@ -222,16 +222,27 @@ func containerLogs(e engine, name string) string {
 
 // stop stops the container through the engine (SIGTERM, then SIGKILL after
 // grace), as the kubelet does, and returns its exit code.
-func (a *agentCtr) stop(t *testing.T, grace int64) int {
-	t.Helper()
+func (a *agentCtr) stop(grace int64) (int, error) {
 	if _, err := a.e.cmd("stop", "--time", strconv.FormatInt(grace, 10), a.name); err != nil {
-		t.Fatalf("%s stop: %v", a.e.name, err)
+		return 0, err
 	}
-	code, err := strconv.Atoi(a.e.inspect(t, "container", a.name, "{{.State.ExitCode}}"))
+	out, err := a.e.cmd("container", "inspect", "--format", "{{.State.ExitCode}}", a.name)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
-	return code
+	return strconv.Atoi(strings.TrimSpace(out))
+}
+
+// stopClean stops the container and fails t unless it exits with code 0.
+func (a *agentCtr) stopClean(t *testing.T, grace int64) {
+	t.Helper()
+	code, err := a.stop(grace)
+	if err != nil {
+		t.Fatalf("%s stop %s: %v", a.e.name, a.name, err)
+	}
+	if code != 0 {
+		t.Errorf("%s: exit code %d after SIGTERM, want 0 (137: killed after the grace period)", a.name, code)
+	}
 }
 
 // metric reads one summed metric from the agent's /metrics.
@@ -307,13 +318,6 @@ func TestImage(t *testing.T) {
 	for _, c := range all {
 		c.create(t, node)
 		c.write(t, node, 3000)
-	}
-	// The hostPath folders the DaemonSet names exist on the node (a
-	// containerd node: /var/lib/docker/containers is made empty).
-	for _, d := range []string{"/var/log/pods", "/var/log/containers"} {
-		if fi, err := os.Stat(filepath.Join(node, d)); err != nil || !fi.IsDir() {
-			t.Fatalf("test node lacks %s", d)
-		}
 	}
 
 	recv, tally := startReceiver(t)
@@ -404,14 +408,18 @@ func TestImage(t *testing.T) {
 	waitFor(t, waitLong, "batches waiting for their acks", func() (bool, string) {
 		return recv.Held() > 0, "none held"
 	})
-	stopped := make(chan int, 1)
-	go func() { stopped <- a.stop(t, grace) }()
+	type exit struct {
+		code int
+		err  error
+	}
+	stopped := make(chan exit, 1)
+	go func() { code, err := a.stop(grace); stopped <- exit{code, err} }()
 	waitFor(t, time.Duration(grace)*time.Second, "the flush at SIGTERM", func() (bool, string) {
 		return strings.Contains(containerLogs(e, a.name), "shutting down: flushing"), "no \"shutting down\" in the log"
 	})
 	t.Logf("SIGTERM with %d batches unacknowledged; releasing their acks", recv.ReleaseAcks(false))
-	if code := <-stopped; code != 0 {
-		t.Fatalf("exit code %d after SIGTERM, want 0 (137: killed after the grace period)", code)
+	if x := <-stopped; x.err != nil || x.code != 0 {
+		t.Fatalf("stop: exit code %d (%v) after SIGTERM, want 0 (137: killed after the grace period)", x.code, x.err)
 	}
 	logs := containerLogs(e, a.name)
 	for _, want := range []string{"shutting down: flushing", `"msg":"stopped"`} {
@@ -466,9 +474,7 @@ func TestImage(t *testing.T) {
 		v, _, err := b.metric("logagent_output_records_acked_total", nil)
 		return err == nil && int(v) == total(all)-sent1, fmt.Sprintf("%v (%v), want %d (all but the %d the first agent delivered)", v, err, total(all)-sent1, sent1)
 	})
-	if code := b.stop(t, grace); code != 0 {
-		t.Errorf("second agent: exit code %d after SIGTERM", code)
-	}
+	b.stopClean(t, grace)
 	var expected []string
 	for _, c := range all {
 		expected = append(expected, c.records()...)
@@ -486,9 +492,9 @@ func TestImage(t *testing.T) {
 	t.Run("without DAC_READ_SEARCH", func(t *testing.T) {
 		noDAC := sc.DeepCopy()
 		noDAC.Capabilities.Add = nil
-		for _, c := range sc.Capabilities.Add {
-			if c != "DAC_READ_SEARCH" {
-				noDAC.Capabilities.Add = append(noDAC.Capabilities.Add, c)
+		for _, name := range sc.Capabilities.Add {
+			if name != "DAC_READ_SEARCH" {
+				noDAC.Capabilities.Add = append(noDAC.Capabilities.Add, name)
 			}
 		}
 		// The same log tree, a fresh state directory.
@@ -543,9 +549,7 @@ func TestImage(t *testing.T) {
 		if !named {
 			t.Errorf("no log line names %s (or its link) with \"permission denied\":\n%s", other.file(), tail(logs, 20))
 		}
-		if code := c.stop(t, grace); code != 0 {
-			t.Errorf("exit code %d after SIGTERM", code)
-		}
+		c.stopClean(t, grace)
 		// After the flush, everything read was delivered: root's records, once
 		// each, and not one of the other owner's.
 		_, problems := tally3.Check(rootRecords)
