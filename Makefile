@@ -9,10 +9,12 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME  ?= 10s
 GENLOGS   ?= $(abspath $(firstword $(wildcard ../shared/bench/genlogs.py)))
 IMAGE     ?= logagent:$(VERSION)
+IMAGE_BASES  ?= auto
+IMAGE_ENGINE ?=
 
 export LOGAGENT_KUBE_ASSETS ?= $(TOOLS)/bin
 
-.PHONY: all build test unit e2e fuzz demo bench lint tools deps image clean
+.PHONY: all build test unit e2e fuzz demo bench lint tools deps image-deps image test-image clean
 
 all: build
 
@@ -24,10 +26,10 @@ build:
 demo:
 	$(GO) run ./cmd/logagent demo
 
-## test: everything CI runs: lint, unit and real-component tests (race detector on). Deterministic:
-## the fuzz targets run their seed corpora and saved inputs (testdata/fuzz) as ordinary tests in
-## `unit`; random exploration is `make fuzz`, outside `make test` and CI.
-test: deps tools lint unit e2e
+## test: everything CI runs: lint, the image build, unit and real-component tests (race detector
+## on). Deterministic: the fuzz targets run their seed corpora and saved inputs (testdata/fuzz) as
+## ordinary tests in `unit`; random exploration is `make fuzz`, outside `make test` and CI.
+test: deps tools lint test-image unit e2e
 
 ## unit: the main module's tests, including those on a real kube-apiserver and Prometheus
 unit:
@@ -66,16 +68,40 @@ $(TOOLS)/bin/staticcheck:
 tools:
 	test/tools/build.sh
 
-## deps: system packages the tests use (Debian's prometheus, for promtool and a real scrape)
-deps:
+## deps: system packages the tests use (Debian's prometheus, for promtool and a real scrape;
+##       those of image-deps)
+deps: image-deps
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
 		echo "installing Debian's prometheus package"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 		service prometheus stop >/dev/null 2>&1 || true; }
 
-## image: the container image (needs a Docker engine)
+## image-deps: what make image and TestImage need: podman and runc unless a Docker engine
+##             answers, and mmdebstrap for the stand-in base images (Debian packages)
+image-deps:
+	@need=; \
+	if ! { command -v docker >/dev/null && timeout 30 docker info >/dev/null 2>&1; }; then \
+		command -v podman >/dev/null || need="$$need podman"; \
+		command -v runc >/dev/null || need="$$need runc"; \
+	fi; \
+	command -v mmdebstrap >/dev/null || need="$$need mmdebstrap"; \
+	if [ -z "$$need" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "image-deps: no apt-get: install$$need yourself, or TestImage is skipped"; exit 0; fi; \
+	echo "installing$$need (make image, TestImage)"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need
+
+## test-image: the image TestImage runs (deploy/image_test.go builds it the same way), so that
+##             the cold build (2-6 min: stand-ins, modules, compile) is paid outside go test's timeout
+test-image:
+	@if command -v podman >/dev/null || { command -v docker >/dev/null && timeout 30 docker info >/dev/null 2>&1; }; then \
+		$(MAKE) image IMAGE=localhost/logagent:test VERSION=test IMAGE_BASES=local; \
+	else echo "test-image: neither podman nor a Docker engine: TestImage is skipped"; fi
+
+## image: the container image, with Docker when an engine answers, else podman
+##        (IMAGE_BASES=upstream|local|auto, IMAGE_ENGINE=docker|podman: see deploy/image/build.sh)
 image:
-	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+	IMAGE='$(IMAGE)' VERSION='$(VERSION)' IMAGE_BASES='$(IMAGE_BASES)' IMAGE_ENGINE='$(IMAGE_ENGINE)' deploy/image/build.sh
 
 clean:
 	rm -rf bin

@@ -11,14 +11,16 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
 
-// There is no Docker engine here: these tests check what can be checked
-// without one. TestDockerfile reads the Dockerfile; TestDockerBuildStage runs
-// the build stage's command on the build context .dockerignore leaves and
-// inspects the binary the final stage would copy.
+// The Dockerfile as text, and its build stage without an engine:
+// TestDockerfile reads the Dockerfile; TestDockerBuildStage runs the build
+// stage's command on the build context .dockerignore leaves and inspects the
+// binary the final stage copies. TestImage (image_test.go) builds and runs
+// the image in a real engine.
 
 // instruction is one Dockerfile instruction, continuation lines joined.
 type instruction struct {
@@ -30,7 +32,10 @@ type instruction struct {
 // stage is one FROM and what follows it.
 type stage struct {
 	from, name string
-	instrs     []instruction
+	// fromArg names the global ARG the FROM reads (FROM ${BUILD_IMAGE}),
+	// "" for a literal; from is then that ARG's default.
+	fromArg string
+	instrs  []instruction
 }
 
 func (s stage) all(cmd string) []instruction {
@@ -45,7 +50,8 @@ func (s stage) all(cmd string) []instruction {
 
 // parseDockerfile splits a Dockerfile into stages. It handles comments,
 // parser directives and backslash continuations; not heredocs, which the
-// Dockerfile does not use.
+// Dockerfile does not use. A FROM naming a global ARG (the ARGs before the
+// first FROM) reads that ARG's default.
 func parseDockerfile(t testing.TB, text string) []stage {
 	t.Helper()
 	var stages []stage
@@ -75,11 +81,20 @@ func parseDockerfile(t testing.TB, text string) []stage {
 	if cur != nil {
 		t.Fatalf("Dockerfile ends inside a continued instruction (line %d)", cur.line)
 	}
+	globals := map[string]string{}
+	argRef := regexp.MustCompile(`^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$`)
 	for _, in := range instrs {
 		if in.cmd == "FROM" {
 			f := strings.Fields(in.args)
 			f = slices.DeleteFunc(f, func(s string) bool { return strings.HasPrefix(s, "--") })
 			s := stage{from: f[0]}
+			if m := argRef.FindStringSubmatch(f[0]); m != nil {
+				def, ok := globals[m[1]]
+				if !ok {
+					t.Fatalf("Dockerfile line %d: FROM %s names no global ARG with a default", in.line, f[0])
+				}
+				s.from, s.fromArg = def, m[1]
+			}
 			if len(f) == 3 && strings.EqualFold(f[1], "AS") {
 				s.name = f[2]
 			}
@@ -89,6 +104,9 @@ func parseDockerfile(t testing.TB, text string) []stage {
 		if len(stages) == 0 {
 			if in.cmd != "ARG" {
 				t.Fatalf("Dockerfile line %d: %s before the first FROM", in.line, in.cmd)
+			}
+			if name, def, ok := strings.Cut(in.args, "="); ok {
+				globals[name] = def
 			}
 			continue
 		}
@@ -114,8 +132,8 @@ func TestDockerfile(t *testing.T) {
 	build, final := stages[0], stages[len(stages)-1]
 
 	t.Run("build stage runs make build", func(t *testing.T) {
-		if !strings.HasPrefix(build.from, "golang:") {
-			t.Errorf("build stage FROM %s, want a golang image", build.from)
+		if !strings.HasPrefix(build.from, "docker.io/library/golang:") {
+			t.Errorf("build stage FROM %s, want Docker's official golang image, fully qualified (podman resolves no short names without a registries.conf that says how)", build.from)
 		}
 		runs := build.all("RUN")
 		if !slices.ContainsFunc(runs, func(in instruction) bool {
@@ -134,6 +152,37 @@ func TestDockerfile(t *testing.T) {
 		for _, flag := range []string{"CGO_ENABLED=0", "go build", "-trimpath", "-s -w", "-X main.version=x", "-o bin/logagent", "./cmd/logagent"} {
 			if !strings.Contains(makeN, flag) {
 				t.Errorf("make build runs %q, which lacks %q", strings.TrimSpace(makeN), flag)
+			}
+		}
+	})
+
+	t.Run("base images are build arguments pinned by digest", func(t *testing.T) {
+		// deploy/image/standins.sh reads these two defaults (and the Go
+		// version and Debian suite from BUILD_IMAGE's tag).
+		digest := regexp.MustCompile(`^[a-z0-9./-]+:[A-Za-z0-9._-]+@sha256:[0-9a-f]{64}$`)
+		for _, s := range []struct {
+			st  stage
+			arg string
+		}{{build, "BUILD_IMAGE"}, {final, "RUNTIME_IMAGE"}} {
+			if s.st.fromArg != s.arg {
+				t.Errorf("stage FROM %q: want FROM ${%s}", s.st.from, s.arg)
+			}
+			if !digest.MatchString(s.st.from) {
+				t.Errorf("ARG %s=%s: want <image>:<tag>@sha256:<digest>", s.arg, s.st.from)
+			}
+		}
+		if !regexp.MustCompile(`^docker\.io/library/golang:\d+\.\d+(\.\d+)?-[a-z]+@`).MatchString(build.from) {
+			t.Errorf("BUILD_IMAGE %s: want golang:<go version>-<debian suite>@... (the stand-in is made from those)", build.from)
+		}
+		if tag := regexp.MustCompile(`/golang:(\d+\.\d+\.\d+)-`).FindStringSubmatch(build.from); tag != nil {
+			if gomod, err := os.ReadFile(filepath.Join(root, "go.mod")); err == nil {
+				m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(gomod)
+				if m == nil {
+					t.Fatal("go.mod has no go line")
+				}
+				if !versionAtLeast(tag[1], string(m[1])) {
+					t.Errorf("BUILD_IMAGE's Go %s is older than go.mod's go %s", tag[1], m[1])
+				}
 			}
 		}
 	})
@@ -388,4 +437,22 @@ func TestDockerignorePatterns(t *testing.T) {
 			t.Errorf("ignored(%q) = %v, want %v", rel, got, want)
 		}
 	}
+}
+
+// versionAtLeast compares dotted Go versions: 1.26.8 >= 1.26.0.
+func versionAtLeast(v, min string) bool {
+	a, b := strings.Split(v, "."), strings.Split(min, ".")
+	for i := 0; i < len(a) || i < len(b); i++ {
+		var x, y int
+		if i < len(a) {
+			x, _ = strconv.Atoi(a[i])
+		}
+		if i < len(b) {
+			y, _ = strconv.Atoi(b[i])
+		}
+		if x != y {
+			return x > y
+		}
+	}
+	return true
 }
