@@ -121,9 +121,13 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		printProblems(stderr, "logagent check: invalid command line", err)
 		return 2
 	}
-	if err := joinOnce(err, preflight(cfg)); err != nil {
+	notes, ferr := preflight(cfg, os.Getenv)
+	if err := joinOnce(err, ferr); err != nil {
 		printProblems(stderr, "logagent check: the agent would not start", err)
 		return 1
+	}
+	for _, n := range notes {
+		fmt.Fprintln(stdout, "note:", n)
 	}
 	fmt.Fprintln(stdout, "configuration ok")
 	return 0

@@ -20,7 +20,9 @@ import (
 //
 // It runs on a configuration that may have failed validation, so that one
 // check names every problem: each file is opened whatever else is wrong.
-func preflight(cfg *Config) error {
+//
+// notes are what it could not check here.
+func preflight(cfg *Config, getenv func(string) string) (notes []string, _ error) {
 	var errs []error
 	if cfg.Output == "forward" && cfg.Forward.TLS.Enabled {
 		for _, f := range []struct{ key, path string }{
@@ -43,7 +45,13 @@ func preflight(cfg *Config) error {
 			}
 		}
 	}
-	if cfg.Enrich.Enabled && cfg.NodeName != "" {
+	switch {
+	case !cfg.Enrich.Enabled:
+	case cfg.Enrich.Kubeconfig == "" && getenv("KUBERNETES_SERVICE_HOST") == "":
+		// Checking a DaemonSet's file before deploying it: its client is the
+		// pod's ServiceAccount, which exists only in the pod.
+		notes = append(notes, "enrich: not checked here: without enrich.kubeconfig the agent uses the pod's ServiceAccount, found only in a cluster")
+	default:
 		if _, err := enrich.NewClient(cfg.Enrich.Kubeconfig); err != nil {
 			errs = append(errs, err)
 		}
@@ -51,7 +59,7 @@ func preflight(cfg *Config) error {
 	if err := writableDir(cfg.Collector.StateDir); err != nil {
 		errs = append(errs, fmt.Errorf("collector.state_dir: %w (set --state-dir or $LOGAGENT_STATE_DIR to a folder you may write)", err))
 	}
-	return joinOnce(errs...)
+	return notes, joinOnce(errs...)
 }
 
 func readable(path string) error {
