@@ -357,6 +357,10 @@ func TestHelmRejectsBadValues(t *testing.T) {
 		{[]string{"tls.enable=true"}, "additional properties 'enable' not allowed"},
 		{[]string{"podMonitor.interval=30 seconds"}, "/podMonitor/interval"},
 		{[]string{"config.output=fluentd"}, "/config/output"},
+		// config.* is checked key by key, with the agent's own schema.
+		{[]string{"config.forwrd.gzip=true"}, "additional properties 'forwrd' not allowed"},
+		{[]string{"config.collector.rotate_wait=soon"}, "/config/collector/rotate_wait"},
+		{[]string{"config.forward.window=many"}, "/config/forward/window"},
 		{[]string{"hostPaths.state=var/lib/logagent"}, "/hostPaths/state"},
 	} {
 		t.Run(strings.Join(tc.set, ","), func(t *testing.T) {
