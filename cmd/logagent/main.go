@@ -69,7 +69,11 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 // printProblems prints a heading and each problem of err on a line of its own.
 func printProblems(w io.Writer, heading string, err error) {
 	problems := strings.Split(err.Error(), "\n")
-	fmt.Fprintf(w, "%s (%d problem%s):\n", heading, len(problems), map[bool]string{true: "", false: "s"}[len(problems) == 1])
+	plural := "s"
+	if len(problems) == 1 {
+		plural = ""
+	}
+	fmt.Fprintf(w, "%s (%d problem%s):\n", heading, len(problems), plural)
 	for _, p := range problems {
 		fmt.Fprintf(w, "  %s\n", p)
 	}
