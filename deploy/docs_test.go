@@ -621,8 +621,8 @@ func TestMetricNamesExist(t *testing.T) {
 }
 
 // TestREADMEKustomizeOverlay: the overlay the README's Install section shows
-// builds on deploy/kubernetes and does what it says: another image, other
-// Forward servers through LOGAGENT_FORWARD, and no PodMonitor.
+// builds on deploy/kubernetes and does what it says: another image and other
+// Forward servers through LOGAGENT_FORWARD.
 func TestREADMEKustomizeOverlay(t *testing.T) {
 	root := repoRoot(t)
 	section := readmeSection(t, root, "Install")
@@ -654,7 +654,7 @@ func TestREADMEKustomizeOverlay(t *testing.T) {
 		}
 	}
 	if len(objs) != 7 {
-		t.Errorf("the overlay renders %d objects, want deploy/kubernetes' 8 less the PodMonitor", len(objs))
+		t.Errorf("the overlay renders %d objects, want deploy/kubernetes' 7", len(objs))
 	}
 	c := agentContainer(t, find(t, objs, "DaemonSet"))
 	if c["image"] != "registry.example.com/logagent:0.1.0" {
@@ -672,7 +672,7 @@ func TestREADMEKustomizeOverlay(t *testing.T) {
 	// The agent takes the variable with the shipped configuration.
 	raw, _ := configOf(t, objs)
 	out, err = run(dir, []string{"NODE_NAME=node-a", "LOGAGENT_FORWARD=" + forward}, nil, agentBinary(t),
-		"check", "--config", writeFile(t, "config.yaml", []byte(raw)))
+		"check", "--config", writeFile(t, "config.yaml", []byte(raw)), "--state-dir", t.TempDir())
 	if err != nil || !strings.Contains(out, "configuration ok") {
 		t.Errorf("logagent check with LOGAGENT_FORWARD=%s: %v\n%s", forward, err, out)
 	}

@@ -1,11 +1,14 @@
 package deploy
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/logagent/logagent/output/forwardtest"
 	"github.com/logagent/logagent/test/kubetest"
 )
 
@@ -41,43 +44,66 @@ func TestHelmLint(t *testing.T) {
 }
 
 // TestHelmMatchesKustomize: at its default values the chart renders exactly
-// the objects of deploy/kubernetes, compared as parsed objects (comments and
-// formatting aside), Helm's own labels included: the chart adds none.
+// the objects of deploy/kubernetes less the Namespace (Helm's
+// --create-namespace makes it), and on a cluster with the PodMonitor API those
+// of deploy/kubernetes-with-podmonitor; compared as parsed objects (comments
+// and formatting aside), Helm's own labels included: the chart adds none.
 func TestHelmMatchesKustomize(t *testing.T) {
-	rendered, err := helmTemplate(t)
-	if err != nil {
-		t.Fatalf("helm template: %v", err)
-	}
-	chart := byKey(t, decodeObjects(t, rendered))
-	plain := byKey(t, decodeObjects(t, kustomize(t)))
-
-	var keys []string
-	for k := range plain {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	if len(keys) != 8 {
-		t.Errorf("deploy/kubernetes has %d objects, want 8 (Namespace, ServiceAccount, ClusterRole, ClusterRoleBinding, ConfigMap, DaemonSet, Service, PodMonitor): %v", len(keys), keys)
-	}
-	for k := range chart {
-		if _, ok := plain[k]; !ok {
-			t.Errorf("the chart renders %s, deploy/kubernetes has no such object", k)
-		}
-	}
-	for _, k := range keys {
-		c, ok := chart[k]
-		if !ok {
-			t.Errorf("deploy/kubernetes has %s, the chart does not render it", k)
-			continue
-		}
-		if d := diff(plain[k], c, 20); len(d) > 0 {
-			t.Errorf("%s differs between deploy/kubernetes and the chart (kustomize != helm):\n  %s", k, strings.Join(d, "\n  "))
-		}
-	}
-	if t.Failed() {
-		ds := chart["DaemonSet/logagent/logagent"]
-		t.Logf("the chart's checksum/config is %v (deploy/kubernetes/daemonset.yaml must carry the same)",
-			get(ds, "spec", "template", "metadata", "annotations", "checksum/config"))
+	for _, tc := range []struct {
+		name, dir string
+		helmArgs  []string
+		want      []string
+	}{
+		{"no PodMonitor API", "deploy/kubernetes", nil,
+			[]string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "Namespace", "Service", "ServiceAccount"}},
+		{"PodMonitor API", withPodMonitor, []string{"--api-versions", podMonitorAPI},
+			[]string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "Namespace", "PodMonitor", "Service", "ServiceAccount"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rendered, err := helmTemplate(t, tc.helmArgs...)
+			if err != nil {
+				t.Fatalf("helm template: %v", err)
+			}
+			chart := byKey(t, decodeObjects(t, rendered))
+			plainObjs := decodeObjects(t, kustomizeAt(t, tc.dir))
+			var kinds []string
+			for _, o := range plainObjs {
+				kinds = append(kinds, o["kind"].(string))
+			}
+			sort.Strings(kinds)
+			if !reflect.DeepEqual(kinds, tc.want) {
+				t.Errorf("%s has %v, want %v", tc.dir, kinds, tc.want)
+			}
+			plain := byKey(t, plainObjs)
+			var keys []string
+			for k, o := range plain {
+				if o["kind"] == "Namespace" {
+					continue // the chart leaves the release namespace to Helm
+				}
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for k := range chart {
+				if _, ok := plain[k]; !ok || strings.HasPrefix(k, "Namespace/") {
+					t.Errorf("the chart renders %s, %s has no such object", k, tc.dir)
+				}
+			}
+			for _, k := range keys {
+				c, ok := chart[k]
+				if !ok {
+					t.Errorf("%s has %s, the chart does not render it", tc.dir, k)
+					continue
+				}
+				if d := diff(plain[k], c, 20); len(d) > 0 {
+					t.Errorf("%s differs between %s and the chart (kustomize != helm):\n  %s", k, tc.dir, strings.Join(d, "\n  "))
+				}
+			}
+			if t.Failed() {
+				ds := chart["DaemonSet/logagent/logagent"]
+				t.Logf("the chart's checksum/config is %v (deploy/kubernetes/daemonset.yaml must carry the same)",
+					get(ds, "spec", "template", "metadata", "annotations", "checksum/config"))
+			}
+		})
 	}
 }
 
@@ -147,7 +173,7 @@ func TestHelmValues(t *testing.T) {
 		t.Fatalf("helm template: %v", err)
 	}
 	defaultObjs := decodeObjects(t, defaults)
-	rendered, err := helmTemplate(t, "-f", writeFile(t, "values.yaml", []byte(allValues)))
+	rendered, err := helmTemplate(t, "-f", writeFile(t, "values.yaml", []byte(allValues)), "--api-versions", podMonitorAPI)
 	if err != nil {
 		t.Fatalf("helm template -f all-values: %v", err)
 	}
@@ -274,7 +300,7 @@ func TestHelmValues(t *testing.T) {
 	})
 
 	t.Run("optional objects can be left out", func(t *testing.T) {
-		out, err := helmTemplate(t, "--set", "namespace.create=false", "--set", "podMonitor.enabled=false",
+		out, err := helmTemplate(t, "--api-versions", podMonitorAPI, "--set", "podMonitor.enabled=false",
 			"--set", "service.enabled=false", "--set", "rbac.create=false", "--set", "serviceAccount.create=false",
 			"--set", "serviceAccount.name=existing", "--set", "metrics.podAnnotations=false", "--set", "priorityClassName=")
 		if err != nil {
@@ -303,7 +329,7 @@ func TestHelmValues(t *testing.T) {
 
 	t.Run("a release name without logagent prefixes the objects", func(t *testing.T) {
 		helm := kubetest.RequireBin(t, "helm")
-		out, err := run(repoRoot(t), toolEnv(t), nil, helm, "template", "logs", chartDir, "--namespace", "obs", "--set", "namespace.create=false")
+		out, err := run(repoRoot(t), toolEnv(t), nil, helm, "template", "logs", chartDir, "--namespace", "obs", "--api-versions", podMonitorAPI)
 		if err != nil {
 			t.Fatalf("helm template: %v", err)
 		}
@@ -331,6 +357,10 @@ func TestHelmRejectsBadValues(t *testing.T) {
 		{[]string{"tls.enable=true"}, "additional properties 'enable' not allowed"},
 		{[]string{"podMonitor.interval=30 seconds"}, "/podMonitor/interval"},
 		{[]string{"config.output=fluentd"}, "/config/output"},
+		// config.* is checked key by key, with the agent's own schema.
+		{[]string{"config.forwrd.gzip=true"}, "additional properties 'forwrd' not allowed"},
+		{[]string{"config.collector.rotate_wait=soon"}, "/config/collector/rotate_wait"},
+		{[]string{"config.forward.window=many"}, "/config/forward/window"},
 		{[]string{"hostPaths.state=var/lib/logagent"}, "/hostPaths/state"},
 	} {
 		t.Run(strings.Join(tc.set, ","), func(t *testing.T) {
@@ -344,6 +374,27 @@ func TestHelmRejectsBadValues(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tlsFiles writes a CA bundle and a client certificate and key under the
+// names allValues gives the chart's tls Secret keys, and returns the folder.
+func tlsFiles(t testing.TB) string {
+	t.Helper()
+	pki, err := forwardtest.NewPKI("test-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := pki.Issue("logagent", nil, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, data := range map[string][]byte{"ca.crt": pki.CAPEM, "tls.crt": cert, "tls.key": key} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // TestShippedConfigsPassAgentCheck: the agent itself (`logagent check`, its
@@ -361,9 +412,15 @@ func TestShippedConfigsPassAgentCheck(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			raw, _ := configOf(t, objs)
+			// check opens the TLS files the configuration names: put real
+			// ones where the chart mounts the Secret's keys.
+			raw = strings.ReplaceAll(raw, "/etc/logagent/tls/", tlsFiles(t)+"/")
 			path := writeFile(t, "config.yaml", []byte(raw))
-			// NODE_NAME is what the DaemonSet sets from the downward API.
-			out, err := run(t.TempDir(), []string{"NODE_NAME=node-a"}, nil, bin, "check", "--config", path)
+			// NODE_NAME is what the DaemonSet sets from the downward API; the
+			// pod's ServiceAccount (which check reports it cannot check
+			// outside a cluster) and the hostPath state directory are the
+			// pod's.
+			out, err := run(t.TempDir(), []string{"NODE_NAME=node-a"}, nil, bin, "check", "--config", path, "--state-dir", t.TempDir())
 			if err != nil || !strings.Contains(out, "configuration ok") {
 				t.Fatalf("logagent check: %v\n%s\nconfig:\n%s", err, out, raw)
 			}

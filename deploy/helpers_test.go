@@ -550,8 +550,21 @@ func toolEnv(t testing.TB) []string {
 // kustomize renders deploy/kubernetes with the built kubectl.
 func kustomize(t testing.TB) []byte {
 	t.Helper()
+	return kustomizeAt(t, "deploy/kubernetes")
+}
+
+// withPodMonitor is the kustomization that adds the PodMonitor.
+const withPodMonitor = "deploy/kubernetes-with-podmonitor"
+
+// podMonitorAPI is the --api-versions entry that makes the chart render its
+// PodMonitor in `helm template`, as a cluster with the CRD does in install.
+const podMonitorAPI = "monitoring.coreos.com/v1/PodMonitor"
+
+// kustomizeAt renders a kustomization (relative to the repository root).
+func kustomizeAt(t testing.TB, dir string) []byte {
+	t.Helper()
 	kubectl := kubetest.RequireBin(t, "kubectl")
-	out, err := run(repoRoot(t), toolEnv(t), nil, kubectl, "kustomize", "deploy/kubernetes")
+	out, err := run(repoRoot(t), toolEnv(t), nil, kubectl, "kustomize", dir)
 	if err != nil {
 		t.Fatalf("kubectl kustomize: %v", err)
 	}

@@ -78,8 +78,11 @@ func TestManifestsOnAPIServer(t *testing.T) {
 		}
 	}
 
+	withPM := kustomizeAt(t, withPodMonitor)
+
 	t.Run("kustomize dry-run", func(t *testing.T) {
 		dryRun(t, "kubectl kustomize deploy/kubernetes", plain, objs)
+		dryRun(t, "kubectl kustomize "+withPodMonitor, withPM, decodeObjects(t, withPM))
 	})
 
 	t.Run("helm template dry-run", func(t *testing.T) {
@@ -91,7 +94,7 @@ func TestManifestsOnAPIServer(t *testing.T) {
 	})
 
 	t.Run("helm template with every value dry-run", func(t *testing.T) {
-		out, err := helmTemplate(t, "-f", writeFile(t, "values.yaml", []byte(allValues)))
+		out, err := helmTemplate(t, "-f", writeFile(t, "values.yaml", []byte(allValues)), "--api-versions", podMonitorAPI)
 		if err != nil {
 			t.Fatalf("helm template: %v", err)
 		}
@@ -100,9 +103,9 @@ func TestManifestsOnAPIServer(t *testing.T) {
 
 	t.Run("strict validation is on", func(t *testing.T) {
 		// A misplaced field must fail the dry run, or the runs above prove little.
-		bad := strings.Replace(string(plain), "  podMetricsEndpoints:", "  podMetricEndpoints:", 1)
+		bad := strings.Replace(string(withPM), "  podMetricsEndpoints:", "  podMetricEndpoints:", 1)
 		bad = strings.Replace(bad, "      terminationGracePeriodSeconds:", "      terminationGracePeriod:", 1)
-		if bad == string(plain) {
+		if bad == string(withPM) {
 			t.Fatal("could not plant the misspellings")
 		}
 		out, err := c.Kubectl(t, "apply", "--dry-run=server", "--validate=strict", "-f", writeFile(t, "bad.yaml", []byte(bad)))

@@ -231,7 +231,11 @@ func TestDaemonSetRequirements(t *testing.T) {
 			svc.Spec.Ports[0].TargetPort.String() != c.Ports[0].Name {
 			t.Errorf("Service %+v: want headless, publishing unready agents, selecting the pods, targeting port %s", svc.Spec, c.Ports[0].Name)
 		}
-		pm := unstructured.Unstructured{Object: find(t, objs, "PodMonitor")}
+		pmData, err := os.ReadFile(filepath.Join(repoRoot(t), withPodMonitor, "podmonitor.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pm := unstructured.Unstructured{Object: find(t, decodeObjects(t, pmData), "PodMonitor")}
 		sel, _, _ := unstructured.NestedStringMap(pm.Object, "spec", "selector", "matchLabels")
 		eps, _, _ := unstructured.NestedSlice(pm.Object, "spec", "podMetricsEndpoints")
 		if pm.GetNamespace() != ds.Namespace || !labels.SelectorFromSet(sel).Matches(podLabels) || len(eps) != 1 ||

@@ -105,60 +105,70 @@ func DefaultForwardConfig() ForwardConfig {
 	}
 }
 
-// Validate names the first bad key and why.
+// Validate names every bad key and why, in a fixed order.
 func (c ForwardConfig) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if len(c.Servers) == 0 {
-		return errors.New("forward.servers: at least one server is required")
+		bad("forward.servers: at least one server is required")
 	}
 	primaries := 0
 	for i, s := range c.Servers {
 		if err := checkAddress(s.Address); err != nil {
-			return fmt.Errorf("forward.servers[%d].address: %w", i, err)
+			bad("forward.servers[%d].address: %w", i, err)
 		}
 		if !s.Standby {
 			primaries++
 		}
 	}
-	if primaries == 0 {
-		return errors.New("forward.servers: every server is a standby; at least one must not be")
+	if len(c.Servers) > 0 && primaries == 0 {
+		bad("forward.servers: every server is a standby; at least one must not be")
 	}
 	if _, err := parseTagTemplate(c.Tag); err != nil {
-		return fmt.Errorf("forward.tag: %w", err)
+		bad("forward.tag: %w", err)
 	}
 	switch {
 	case c.BatchBytes <= 0:
-		return fmt.Errorf("forward.batch_bytes: must be > 0, got %d", c.BatchBytes)
+		bad("forward.batch_bytes: must be > 0, got %d", c.BatchBytes)
 	case c.BatchBytes > 64<<20:
-		return fmt.Errorf("forward.batch_bytes: at most 64 MiB (receivers reject larger chunks), got %d", c.BatchBytes)
-	case c.BatchAge <= 0:
-		return fmt.Errorf("forward.batch_age: must be > 0, got %s", c.BatchAge)
+		bad("forward.batch_bytes: at most 64 MiB (receivers reject larger chunks), got %d", c.BatchBytes)
+	}
+	if c.BatchAge <= 0 {
+		bad("forward.batch_age: must be > 0, got %s", c.BatchAge)
+	}
+	switch {
 	case c.RequireAck && c.AckTimeout <= 0:
-		return fmt.Errorf("forward.ack_timeout: must be > 0 with require_ack, got %s", c.AckTimeout)
+		bad("forward.ack_timeout: must be > 0 with require_ack, got %s", c.AckTimeout)
 	case c.AckTimeout < 0:
-		return fmt.Errorf("forward.ack_timeout: must not be negative, got %s", c.AckTimeout)
-	case c.Window <= 0:
-		return fmt.Errorf("forward.window: must be > 0, got %d", c.Window)
-	case c.QueueBytes < c.BatchBytes:
-		return fmt.Errorf("forward.queue_bytes: must be >= batch_bytes (%d), got %d", c.BatchBytes, c.QueueBytes)
-	case c.DialTimeout <= 0:
-		return fmt.Errorf("forward.dial_timeout: must be > 0, got %s", c.DialTimeout)
-	case c.RetryMin <= 0:
-		return fmt.Errorf("forward.retry_min: must be > 0, got %s", c.RetryMin)
-	case c.RetryMax < c.RetryMin:
-		return fmt.Errorf("forward.retry_max: must be >= retry_min (%s), got %s", c.RetryMin, c.RetryMax)
-	case c.ReadyTimeout <= 0:
-		return fmt.Errorf("forward.ready_timeout: must be > 0, got %s", c.ReadyTimeout)
+		bad("forward.ack_timeout: must not be negative, got %s", c.AckTimeout)
+	}
+	if c.Window <= 0 {
+		bad("forward.window: must be > 0, got %d", c.Window)
+	}
+	if c.QueueBytes < c.BatchBytes {
+		bad("forward.queue_bytes: must be >= batch_bytes (%d), got %d", c.BatchBytes, c.QueueBytes)
+	}
+	if c.DialTimeout <= 0 {
+		bad("forward.dial_timeout: must be > 0, got %s", c.DialTimeout)
+	}
+	if c.RetryMin <= 0 {
+		bad("forward.retry_min: must be > 0, got %s", c.RetryMin)
+	} else if c.RetryMax < c.RetryMin {
+		bad("forward.retry_max: must be >= retry_min (%s), got %s", c.RetryMin, c.RetryMax)
+	}
+	if c.ReadyTimeout <= 0 {
+		bad("forward.ready_timeout: must be > 0, got %s", c.ReadyTimeout)
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return errors.New("forward.tls.cert_file and forward.tls.key_file: set both or neither")
+		bad("forward.tls.cert_file and forward.tls.key_file: set both or neither")
 	}
 	if !c.TLS.Enabled && (c.TLS.CAFile != "" || c.TLS.CertFile != "" || c.TLS.ServerName != "" || c.TLS.InsecureSkipVerify) {
-		return errors.New("forward.tls.enabled: tls settings are given but tls is not enabled")
+		bad("forward.tls.enabled: tls settings are given but tls is not enabled")
 	}
 	if c.SharedKey == "" && (c.Username != "" || c.Password != "") {
-		return errors.New("forward.username/password: user authentication needs forward.shared_key (it is part of the handshake)")
+		bad("forward.username/password: user authentication needs forward.shared_key (it is part of the handshake)")
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // ParseServers parses the --forward flag: "host:port,host2:port". A missing

@@ -1,22 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
-	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/logagent/logagent/collector"
 	"github.com/logagent/logagent/enrich"
 	"github.com/logagent/logagent/output"
-	"go.yaml.in/yaml/v3"
 )
 
 // Config is every setting of the agent. It is loaded from the YAML file named
@@ -31,7 +28,10 @@ type Config struct {
 	// ShutdownTimeout bounds the flush at SIGTERM; keep it below the pod's
 	// terminationGracePeriodSeconds.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	Log             LogConfig     `yaml:"log"`
+	// MemoryLimitRatio sets the Go runtime's soft memory limit to this share
+	// of the container's memory limit (its cgroup's), unless GOMEMLIMIT is set.
+	MemoryLimitRatio float64   `yaml:"memory_limit_ratio"`
+	Log              LogConfig `yaml:"log"`
 
 	Collector collector.Config     `yaml:"collector"`
 	Enrich    enrich.Config        `yaml:"enrich"`
@@ -50,14 +50,18 @@ func defaultConfig() Config {
 		Listen:          ":2020",
 		Output:          "stdout",
 		ShutdownTimeout: 20 * time.Second,
-		Log:             LogConfig{Level: "info", Format: "json"},
-		Collector:       collector.DefaultConfig(),
-		Enrich:          enrich.DefaultConfig(),
-		Forward:         output.DefaultForwardConfig(),
+		// 30% of the DaemonSet's 128 MiB is a 38 MiB soft limit: the heap is
+		// collected harder as it nears it, which keeps the RSS near the pod's
+		// 64 MiB request on a busy node, at some CPU cost.
+		MemoryLimitRatio: 0.3,
+		Log:              LogConfig{Level: "info", Format: "json"},
+		Collector:        collector.DefaultConfig(),
+		Enrich:           enrich.DefaultConfig(),
+		Forward:          output.DefaultForwardConfig(),
 	}
 }
 
-// Validate names every bad key and why.
+// Validate names every bad key of every section, used or not, and why.
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Output != "stdout" && c.Output != "forward" {
@@ -65,9 +69,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen: must not be empty"))
+	} else if err := checkListen(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen: %w", err))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_timeout: must be positive, not %s", c.ShutdownTimeout))
+	}
+	if !(c.MemoryLimitRatio > 0 && c.MemoryLimitRatio <= 1) {
+		errs = append(errs, fmt.Errorf("memory_limit_ratio: must be above 0 and at most 1, not %g", c.MemoryLimitRatio))
 	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		errs = append(errs, fmt.Errorf("log.level: %w", err))
@@ -79,17 +88,40 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if c.Enrich.Enabled && c.NodeName == "" {
-		errs = append(errs, errors.New("node_name: must be set when enrich.enabled (set --node-name or NODE_NAME)"))
+		errs = append(errs, errors.New("node_name: must be set when enrich.enabled (set NODE_NAME or --node-name; "+
+			"outside a cluster, --enrich=false runs without pod metadata)"))
 	}
-	if err := c.Enrich.Validate(); err != nil {
+	// enrich checks its keys only when enabled, and node_name (checked just
+	// above, with the hint how to set it) too: check a copy that is enabled
+	// and named, so every enrich key is checked and node_name reported once.
+	en := c.Enrich
+	en.Enabled, en.NodeName = true, "checked-above"
+	if err := en.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Output == "forward" {
-		if err := c.Forward.Validate(); err != nil {
-			errs = append(errs, err)
-		}
+	// Likewise forward's keys are checked with another output too; only its
+	// need for a server is the forward output's own.
+	fw := c.Forward
+	if c.Output != "forward" && len(fw.Servers) == 0 {
+		fw.Servers = []output.Server{{Address: "unused.invalid:24224"}}
+	}
+	if err := fw.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// checkListen accepts what net.Listen("tcp", addr) accepts without
+// resolving or binding: check runs beside the agent, whose port is taken.
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not [host]:port: %w", addr, err)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("%q: bad port: %w", addr, err)
+	}
+	return nil
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -159,73 +191,93 @@ func settings() []setting {
 }
 
 // loadConfig builds the configuration from defaults, the file, the
-// environment and the flags, in that order of precedence (last wins).
+// environment and the flags, in that order of precedence (last wins). A
+// returned error lists every problem found, each once; the configuration is
+// returned with it (as far as it could be read), for check to look further.
+// flag.ErrHelp means --help was asked for.
 func loadConfig(name string, args []string, getenv func(string) string) (*Config, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	configFile := fs.String("config", getenv("LOGAGENT_CONFIG"), "YAML configuration file")
-	given := map[string]string{}
-	all := settings()
-	for _, s := range all {
-		if s.flag != "" {
-			fs.Func(s.flag, s.usage+" [$"+s.env+"]", func(v string) error { given[s.flag] = v; return nil })
-		}
-	}
+	fs, given := newFlagSet(name, getenv)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+
+	var problems []error
 	cfg := defaultConfig()
-	if *configFile != "" {
-		if err := readConfigFile(*configFile, &cfg); err != nil {
-			return nil, err
+	if file := fs.Lookup("config").Value.String(); file != "" {
+		if err := readConfigFile(file, &cfg, getenv); err != nil {
+			problems = append(problems, err)
 		}
 	}
-	for _, s := range all {
+	for _, s := range settings() {
 		if v := getenv(s.env); v != "" {
 			if err := s.apply(&cfg, v); err != nil {
-				return nil, fmt.Errorf("$%s: %w", s.env, err)
+				problems = append(problems, fmt.Errorf("$%s: %w", s.env, err))
 			}
 		}
 		if v, ok := given[s.flag]; ok && s.flag != "" {
 			if err := s.apply(&cfg, v); err != nil {
-				return nil, fmt.Errorf("--%s: %w", s.flag, err)
+				problems = append(problems, fmt.Errorf("--%s: %w", s.flag, err))
 			}
 		}
 	}
 	// One node name for every part of the agent.
 	cfg.Collector.NodeName = cfg.NodeName
 	cfg.Enrich.NodeName = cfg.NodeName
-	return &cfg, cfg.Validate()
+	if err := cfg.Validate(); err != nil {
+		problems = append(problems, err)
+	}
+	return &cfg, joinOnce(problems...)
 }
 
-// readConfigFile decodes the YAML file strictly: an unknown key is an error
-// that names it and its line.
-func readConfigFile(path string, cfg *Config) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) { // empty file: no settings
-		return fmt.Errorf("config %s: %s", path, quoteLines(strings.TrimPrefix(err.Error(), "yaml: "), data))
-	}
-	return nil
-}
-
-var lineRef = regexp.MustCompile(`line (\d+):`)
-
-// quoteLines adds the text of each line a YAML error points at, so that the
-// message names the key even where the decoder only gives a line number.
-func quoteLines(msg string, data []byte) string {
-	lines := strings.Split(string(data), "\n")
-	return lineRef.ReplaceAllStringFunc(msg, func(m string) string {
-		n, _ := strconv.Atoi(lineRef.FindStringSubmatch(m)[1])
-		if n < 1 || n > len(lines) {
-			return m
+// newFlagSet defines --config and every setting's flag; given collects the
+// flags' values, which loadConfig applies after the file and the environment.
+// It prints nothing: the caller reports errors and prints usage.
+func newFlagSet(name string, getenv func(string) string) (fs *flag.FlagSet, given map[string]string) {
+	fs = flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.String("config", getenv("LOGAGENT_CONFIG"), "the YAML configuration file")
+	given = map[string]string{}
+	for _, s := range settings() {
+		switch {
+		case s.flag == "":
+		case boolFlags[s.flag]:
+			fs.BoolFunc(s.flag, s.usage, func(v string) error { given[s.flag] = v; return nil })
+		default:
+			fs.Func(s.flag, s.usage, func(v string) error { given[s.flag] = v; return nil })
 		}
-		return fmt.Sprintf("line %d (%q):", n, strings.TrimSpace(lines[n-1]))
-	})
+	}
+	return fs, given
+}
+
+// boolFlags may be given without a value: --enrich is --enrich=true.
+var boolFlags = map[string]bool{"enrich": true}
+
+// joinOnce joins errors, flattened, each distinct message once.
+func joinOnce(errs ...error) error {
+	var out []error
+	seen := map[string]bool{}
+	var add func(err error)
+	add = func(err error) {
+		if err == nil {
+			return
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				add(e)
+			}
+			return
+		}
+		if !seen[err.Error()] {
+			seen[err.Error()] = true
+			out = append(out, err)
+		}
+	}
+	for _, e := range errs {
+		add(e)
+	}
+	return errors.Join(out...)
 }

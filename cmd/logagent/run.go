@@ -31,11 +31,22 @@ type agent struct {
 
 func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 	level, _ := parseLevel(cfg.Level)
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}
 	if cfg.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// durationsAsText writes every time.Duration as Go writes it ("1.5s"):
+// slog's JSON handler writes a duration as its int64 nanoseconds, which
+// reads as a count (retry_in=1500000000) and differs from the text format
+// and from the configuration file's notation.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // newAgent builds every stage; stdout receives the stdout output's records.

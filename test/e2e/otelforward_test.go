@@ -119,11 +119,11 @@ type otelProc struct {
 
 // startOTel starts otelrecv on addr, retrying while the port (TCP, and UDP
 // for heartbeats) is still held by a predecessor.
-func startOTel(t *testing.T, addr string, c *counter) *otelProc {
+func startOTel(t *testing.T, addr string, c *counter, args ...string) *otelProc {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		p, err := tryStartOTel(addr, c)
+		p, err := tryStartOTel(addr, c, args...)
 		if err == nil {
 			t.Cleanup(p.kill)
 			return p
@@ -135,8 +135,8 @@ func startOTel(t *testing.T, addr string, c *counter) *otelProc {
 	}
 }
 
-func tryStartOTel(addr string, c *counter) (*otelProc, error) {
-	cmd := exec.Command(recvBin, "-listen", addr)
+func tryStartOTel(addr string, c *counter, args ...string) (*otelProc, error) {
+	cmd := exec.Command(recvBin, append([]string{"-listen", addr}, args...)...)
 	cmd.Stderr = io.Discard
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

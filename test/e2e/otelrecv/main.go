@@ -20,10 +20,12 @@ import (
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/receiver/fluentforwardreceiver"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/receiver/receivertest"
+	"go.yaml.in/yaml/v3"
 )
 
 var outMu sync.Mutex
@@ -60,11 +62,39 @@ func consume(_ context.Context, ld plog.Logs) error {
 	return err
 }
 
+// loadReceiverConfig decodes the receivers.fluentforward section of a
+// Collector configuration file as the Collector does (confmap, strict: an
+// unknown key is an error).
+func loadReceiverConfig(path string, cfg *fluentforwardreceiver.Config) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var file struct {
+		Receivers map[string]map[string]any `yaml:"receivers"`
+	}
+	if err := yaml.Unmarshal(data, &file); err != nil {
+		return err
+	}
+	section, ok := file.Receivers["fluentforward"]
+	if !ok {
+		return fmt.Errorf("%s: no receivers.fluentforward", path)
+	}
+	return confmap.NewFromStringMap(section).Unmarshal(cfg)
+}
+
 func main() {
-	listen := flag.String("listen", "127.0.0.1:24224", "address to listen on")
+	listen := flag.String("listen", "127.0.0.1:24224", "address to listen on (overrides the config file's endpoint)")
+	configFile := flag.String("config", "", "an OpenTelemetry Collector configuration file whose receivers.fluentforward configures the receiver (the README's, in a test)")
 	flag.Parse()
 	f := fluentforwardreceiver.NewFactory()
 	cfg := f.CreateDefaultConfig().(*fluentforwardreceiver.Config)
+	if *configFile != "" {
+		if err := loadReceiverConfig(*configFile, cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "config:", err)
+			os.Exit(1)
+		}
+	}
 	cfg.ListenAddress = *listen
 	next, err := consumer.NewLogs(consume)
 	if err != nil {
