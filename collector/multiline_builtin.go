@@ -66,7 +66,7 @@ var pythonStarts = []transSpec{
 
 // goRule joins panics, fatal errors and goroutine dumps: "panic: ..." (and
 // "[recovered]" chains, "[signal ...]"), "fatal error: ...", a signal's
-// "SIGQUIT: quit" / "PC=..." header, then blank-separated "goroutine N
+// "SIGQUIT: quit" / "PC=..." header, a stack overflow's "runtime:" lines, then blank-separated "goroutine N
 // [...]:" sections of function and "\tfile:line" frames, "created by", the
 // "runtime stack:" of a throw and the register dump. net/http's "http: panic
 // serving" line starts a group too. The blank line before a section is
@@ -75,12 +75,15 @@ var goRule = ruleSpec{name: "go", states: []stateSpec{
 	{name: "start_state", trans: []transSpec{
 		to(`^panic: `, "go_panic"),
 		to(`^fatal error: `, "go_panic"),
+		to(`^runtime: goroutine stack exceeds `, "go_panic"),
 		to(`^SIG[A-Z]+: `, "go_panic"),
 		to(`^goroutine \d+ .*\]:$`, "go_frames"),
 		to(`http: panic serving `, "go_panic"),
 	}},
 	{name: "go_panic", trans: []transSpec{
 		to(`^\t?panic: `, "go_panic"),
+		to(`^fatal error: `, "go_panic"),
+		to(`^runtime: `, "go_panic"),
 		to(`^\[signal `, "go_panic"),
 		to(`^PC=0x`, "go_panic"),
 		to(`^signal arrived during `, "go_panic"),
@@ -116,7 +119,8 @@ const goRegister = `^[a-z][a-z0-9]{1,6} +0x[0-9a-f]+$`
 var nodejsRule = ruleSpec{name: "nodejs", states: []stateSpec{
 	{name: "start_state", trans: []transSpec{
 		to(nodeError, "node_error"),
-		to(`^\S+:\d+$`, "node_source"),
+		// "/app/index.js:5", "node:internal/...:45", "file:///app/x.mjs:3", "[eval]:1"
+		to(`^(?:/|node:|file:|\[)\S*:\d+$`, "node_source"),
 	}},
 	// After "file:line": the source line is tentative until the ^ marker.
 	{name: "node_source", trans: []transSpec{
@@ -172,7 +176,7 @@ var rubyRule = ruleSpec{name: "ruby", states: []stateSpec{
 var rubyFrames = []transSpec{
 	to(`^\s+from .+:\d+:in `, "ruby"),
 	to(`^\s+\.\.\. \d+ levels\.\.\.$`, "ruby"),
-	to("^\\S+:\\d+:in [`'][^ ]*'$", "ruby"),
+	to("^\\S+:\\d+:in [`'][^']*'$", "ruby"),
 	// A cause: the same form as the first line.
 	to("^.+:\\d+:in [`'].*\\([\\w:]+\\)$", "ruby_after_exception"),
 }
