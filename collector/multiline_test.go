@@ -214,7 +214,9 @@ func TestJoinerStreamsAndTime(t *testing.T) {
 	j := NewJoiner(testRule(t, "java"), defaultLimits(), nil)
 	var out []Record
 	emit := func(r Record) { out = append(out, r) }
-	add := func(s Stream, tm int64, line string) { j.Add(Record{Time: tm, Stream: s, Log: []byte(line)}, tm*100, emit) }
+	add := func(s Stream, tm int64, line string) {
+		j.Add(Record{Time: tm, Stream: s, Log: []byte(line)}, tm*100, emit)
+	}
 	add(Stderr, 1, "java.lang.RuntimeException: boom")
 	add(Stdout, 2, "\tat stdout.is.Not(Joined.java:1)")
 	add(Stderr, 3, "\tat a.B.c(B.java:2)")
