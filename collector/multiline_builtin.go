@@ -19,7 +19,9 @@ package collector
 // .NET markers Fluent Bit's rule knows are kept too.
 var javaRule = ruleSpec{name: "java", states: []stateSpec{
 	{name: "start_state", trans: []transSpec{
-		to(`(?:Exception|Error|Throwable)(?::|$)`, "java_after_exception"),
+		// Anywhere in the first 4 KiB of the line: after a logger's
+		// prefix, or "Exception in thread ...".
+		{pattern: `(?:Exception|Error|Throwable)(?::|$)`, next: "java_after_exception", window: 4096},
 	}},
 	{name: "java_after_exception", trans: javaFrames},
 	{name: "java", trans: javaFrames},
@@ -78,7 +80,8 @@ var goRule = ruleSpec{name: "go", states: []stateSpec{
 		to(`^runtime: goroutine stack exceeds `, "go_panic"),
 		to(`^SIG[A-Z]+: `, "go_panic"),
 		to(`^goroutine \d+ .*\]:$`, "go_frames"),
-		to(`http: panic serving `, "go_panic"),
+		// net/http's log line, after the log package's date and time.
+		to(`^(?:\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)? )?http: panic serving `, "go_panic"),
 	}},
 	{name: "go_panic", trans: []transSpec{
 		to(`^\t?panic: `, "go_panic"),
@@ -148,7 +151,9 @@ var nodejsRule = ruleSpec{name: "nodejs", states: []stateSpec{
 	}},
 }}
 
-const nodeError = `^(?:Uncaught )?[\w$.]*(?:Error|Exception)(?: \[[^\]]+\])?(?::|$)`
+// nodeError is an error's first line: "TypeError: ...", "Error [ERR_X]: ...",
+// "Uncaught Error: ..." (error class names are capitalised).
+const nodeError = `^(?:Uncaught )?(?:[A-Z][\w$]*)?(?:Error|Exception)(?: \[[^\]]+\])?(?::|$)`
 
 var nodeFrames = []transSpec{
 	to(`^\s+at `, "node_stack"),
@@ -160,16 +165,20 @@ var nodeFrames = []transSpec{
 	to(`^$`, "node_tail"),
 }
 
-// rubyRule joins what Ruby prints for an uncaught exception
-// ("file:line:in 'method': message (Class)", "\tfrom" frames, "\t ... N
-// levels...") and its causes, which Ruby prints after it in the same form;
-// and a Logger line ending in "(Class)" followed by bare backtrace lines.
+// rubyRule joins what Ruby prints for an uncaught exception: "file:line:in
+// 'method': message (Class)", the error_highlight excerpt Ruby 3.1+ adds
+// to some messages (a blank line, the source line, a ^^^^ marker), "\tfrom"
+// frames, "\t ... N levels...", and the causes, which Ruby prints after it in
+// the same form. Also a Logger line ending in "(Class)" followed by bare
+// backtrace lines.
 var rubyRule = ruleSpec{name: "ruby", states: []stateSpec{
 	{name: "start_state", trans: []transSpec{
-		to("^.+:\\d+:in [`'].*", "ruby_after_exception"),
+		to("^.+:\\d+:in [`'].*\\)$", "ruby_after_exception"),
 		to(`^[EF], \[.*\] +(?:ERROR|FATAL) -- .*\([\w:]+\)$`, "ruby_after_exception"),
 	}},
-	{name: "ruby_after_exception", trans: rubyFrames},
+	{name: "ruby_after_exception", trans: append([]transSpec{to(`^$`, "ruby_highlight_blank")}, rubyFrames...)},
+	{name: "ruby_highlight_blank", tentative: true, trans: []transSpec{to(`.`, "ruby_highlight_code")}},
+	{name: "ruby_highlight_code", tentative: true, trans: []transSpec{to(`^\s*\^+\s*$`, "ruby")}},
 	{name: "ruby", trans: rubyFrames},
 }}
 

@@ -65,19 +65,47 @@ func (r *MultilineRule) step(s int, line []byte) (next int, ok bool) {
 }
 
 // lineMatcher is one transition's pattern with what it can check cheaply
-// before running the regular expression: a line it can match must start
-// with one of few bytes, or with a literal prefix, or contain one of a few
-// literals. Go's regexp costs microseconds on a line it has to scan (an
-// unanchored pattern); these checks cost nanoseconds, and decide almost
-// every line that is not part of a stack trace.
+// before, or instead of, running the regular expression. For an anchored
+// pattern: the bytes a line may start with, a run of characters it may start
+// with (^\s*, ^[\t ]+), and the literals that must follow (^panic: ,
+// ^\tat , ^Caused by: ); often these decide the match alone. For an
+// unanchored one: the literals every match starts with, whose occurrences
+// are the only places worth trying the pattern; or literals every match
+// contains. Go's regexp costs microseconds on a line it has to scan, and a
+// tenth of a microsecond even to fail at once; these checks cost a few
+// nanoseconds and decide almost every line that is not part of a stack
+// trace, and many that are.
 type lineMatcher struct {
 	src    string
 	re     *regexp.Regexp // nil matches every line
 	negate bool
 
-	first   firstFilter // anchored patterns: the possible first bytes
-	prefix  []byte      // anchored patterns: the literal every match starts with
-	needles [][]byte    // every match contains one of these (nil: unknown)
+	// last: the bytes a line may end with (patterns ending in $).
+	last firstFilter
+
+	// Anchored patterns.
+	first  firstFilter  // the bytes a line may start with
+	run    *firstFilter // a leading run of these bytes is skipped (nil: none)
+	runMin int          // ... which must be at least this long (0 or 1)
+	leads  [][]byte     // after the run, the line goes on with one of these (nil: unknown)
+	// exact says the checks above decide the match; whole, that the line
+	// must then end right after the lead.
+	exact, whole bool
+
+	// Unanchored patterns: every match starts with one of these literals,
+	// grouped by their first byte; leadRe is the pattern anchored, tried
+	// where one occurs.
+	scan   []leadGroup
+	leadRe *regexp.Regexp
+	window int // matches starting this far into a line or further are not looked for (0: no limit)
+
+	// needles: every match contains one of these (nil: unknown).
+	needles [][]byte
+}
+
+type leadGroup struct {
+	first byte
+	lits  [][]byte
 }
 
 func (m *lineMatcher) match(line []byte) bool {
@@ -91,22 +119,66 @@ func (m *lineMatcher) matchRaw(line []byte) bool {
 	if m.first.ok && !m.first.admits(line) {
 		return false
 	}
-	if len(m.prefix) > 0 && !bytes.HasPrefix(line, m.prefix) {
+	if m.last.ok && !m.last.admitsLast(line) {
 		return false
 	}
-	if m.needles != nil {
-		found := false
-		for _, n := range m.needles {
-			if bytes.Contains(line, n) {
-				found = true
-				break
+	if m.scan != nil {
+		return m.matchLeads(line)
+	}
+	if m.run != nil || m.leads != nil {
+		i := 0
+		if m.run != nil {
+			for i < len(line) && m.run.has(line[i]) {
+				i++
+			}
+			if i < m.runMin {
+				return false
 			}
 		}
-		if !found {
-			return false
+		if m.leads != nil {
+			found := false
+			for _, l := range m.leads {
+				if bytes.HasPrefix(line[i:], l) && (!m.whole || len(line) == i+len(l)) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				return false
+			}
 		}
 	}
+	if m.exact {
+		return true
+	}
+	if m.needles != nil && !slices.ContainsFunc(m.needles, func(n []byte) bool { return bytes.Contains(line, n) }) {
+		return false
+	}
 	return m.re.Match(line)
+}
+
+// matchLeads tries the pattern where one of its leading literals occurs.
+func (m *lineMatcher) matchLeads(line []byte) bool {
+	end := len(line)
+	if m.window > 0 {
+		end = min(end, m.window)
+	}
+	for _, g := range m.scan {
+		for off := 0; off < end; {
+			i := bytes.IndexByte(line[off:end], g.first)
+			if i < 0 {
+				break
+			}
+			at := line[off+i:]
+			for _, l := range g.lits {
+				if bytes.HasPrefix(at, l) && m.leadRe.Match(at) {
+					return true
+				}
+			}
+			off += i + 1
+		}
+	}
+	return false
 }
 
 // firstFilter is a set of bytes a line may start with, and whether an empty
@@ -125,6 +197,13 @@ func (f *firstFilter) admits(line []byte) bool {
 		return f.empty
 	}
 	return f.has(line[0])
+}
+
+func (f *firstFilter) admitsLast(line []byte) bool {
+	if len(line) == 0 {
+		return f.empty
+	}
+	return f.has(line[len(line)-1])
 }
 
 func (f *firstFilter) union(g firstFilter) {
@@ -151,14 +230,180 @@ func compileMatcher(pattern string, negate bool) (lineMatcher, error) {
 		return m, err
 	}
 	sre = sre.Simplify()
+	if body, ok := endAnchoredBody(sre); ok {
+		fi := lastSet(body)
+		m.last = firstFilter{ok: !fi.nullable || fi.atEnd, empty: fi.nullable, set: fi.set}
+	}
 	if body, ok := anchoredBody(sre); ok {
 		m.first = firstBytes(body)
-		m.prefix = literalPrefix(body)
+		m.analyzeAnchored(body)
+		if m.leads == nil || (!m.exact && len(m.leads) == 1 && len(m.leads[0]) == 0) {
+			m.leads = nil
+			m.needles = requiredLiterals(sre)
+		}
+		return m, nil
 	}
-	if len(m.prefix) == 0 {
-		m.needles = requiredLiterals(sre)
+	if lead := leadLiterals(sre); lead != nil {
+		for _, l := range lead {
+			i := slices.IndexFunc(m.scan, func(g leadGroup) bool { return g.first == l[0] })
+			if i < 0 {
+				m.scan = append(m.scan, leadGroup{first: l[0]})
+				i = len(m.scan) - 1
+			}
+			m.scan[i].lits = append(m.scan[i].lits, l)
+		}
+		if m.leadRe, err = regexp.Compile(`^(?:` + pattern + `)`); err != nil {
+			return m, err
+		}
+		return m, nil
 	}
+	m.needles = requiredLiterals(sre)
 	return m, nil
+}
+
+// analyzeAnchored finds, in what follows ^, a leading run of an ASCII class
+// (x* or x+), the literals that must come next, and whether those decide
+// the match: nothing else follows but .* or the end of the line.
+func (m *lineMatcher) analyzeAnchored(body *syntax.Regexp) {
+	subs := []*syntax.Regexp{body}
+	if body.Op == syntax.OpConcat {
+		subs = body.Sub
+	}
+	if len(subs) > 0 && (subs[0].Op == syntax.OpStar || subs[0].Op == syntax.OpPlus) && subs[0].Sub[0].Op == syntax.OpCharClass {
+		if run, ok := asciiClass(subs[0].Sub[0]); ok {
+			m.run, m.runMin = &run, 0
+			if subs[0].Op == syntax.OpPlus {
+				m.runMin = 1
+			}
+			subs = subs[1:]
+		}
+	}
+	if m.run == nil && len(subs) > 0 && subs[0].Op == syntax.OpCharClass {
+		// ^[\t ] and the like: the first byte decides, if nothing but .*
+		// follows.
+		if _, ok := asciiClass(subs[0]); ok && m.first.ok && !m.first.empty && anyRest(subs[1:]) {
+			m.exact = true
+			return
+		}
+	}
+	rest := subs
+	if n := len(rest); n > 0 && rest[n-1].Op == syntax.OpEndText {
+		m.whole, rest = true, rest[:n-1]
+	} else if n > 0 && anyRest(rest[n-1:]) {
+		rest = rest[:n-1]
+	}
+	leads, complete := expandLead(&syntax.Regexp{Op: syntax.OpConcat, Sub: rest})
+	if len(leads) == 0 || len(leads) > maxNeedles {
+		m.whole = false
+		return
+	}
+	for _, l := range leads {
+		if l == "" && !complete {
+			m.whole = false
+			return
+		}
+		if m.run != nil && l != "" && m.run.has(l[0]) {
+			// A greedy skip of the run would eat the literal.
+			m.run, m.whole = nil, false
+			return
+		}
+	}
+	for _, l := range leads {
+		m.leads = append(m.leads, []byte(l))
+	}
+	m.exact = complete
+	if !complete {
+		m.whole = false
+	}
+}
+
+// anyRest reports whether r is nothing, or just .*.
+func anyRest(r []*syntax.Regexp) bool {
+	return len(r) == 0 || (len(r) == 1 && r[0].Op == syntax.OpStar &&
+		(r[0].Sub[0].Op == syntax.OpAnyCharNotNL || r[0].Sub[0].Op == syntax.OpAnyChar))
+}
+
+// asciiClass returns a character class as a byte set, if it has only ASCII.
+func asciiClass(re *syntax.Regexp) (firstFilter, bool) {
+	var f firstFilter
+	for i := 0; i+1 < len(re.Rune); i += 2 {
+		if re.Rune[i+1] >= utf8.RuneSelf {
+			return f, false
+		}
+		addRange(&f, re.Rune[i], re.Rune[i+1])
+	}
+	f.ok = true
+	return f, true
+}
+
+// leadLiterals returns literals one of which every match of re starts with,
+// or nil if it cannot tell (or there would be too many to search for).
+func leadLiterals(re *syntax.Regexp) [][]byte {
+	set, _ := expandLead(re)
+	if len(set) == 0 || len(set) > maxNeedles {
+		return nil
+	}
+	out := make([][]byte, 0, len(set))
+	for _, s := range set {
+		if s == "" {
+			return nil
+		}
+		out = append(out, []byte(s))
+	}
+	return out
+}
+
+// expandLead returns the literals re's matches start with, and whether they
+// are all of its matches (so what follows re in a concatenation may be
+// appended to them). "" stands for "anything": with complete false, the
+// set tells nothing.
+func expandLead(re *syntax.Regexp) ([]string, bool) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			return []string{""}, false
+		}
+		return []string{string(re.Rune)}, true
+	case syntax.OpEmptyMatch:
+		return []string{""}, true
+	case syntax.OpCapture:
+		return expandLead(re.Sub[0])
+	case syntax.OpQuest:
+		set, c := expandLead(re.Sub[0])
+		return append(set, ""), c
+	case syntax.OpAlternate:
+		var out []string
+		complete := true
+		for _, s := range re.Sub {
+			set, c := expandLead(s)
+			out = append(out, set...)
+			complete = complete && c
+			if len(out) > maxNeedles {
+				return []string{""}, false
+			}
+		}
+		return out, complete
+	case syntax.OpConcat:
+		cur := []string{""}
+		for _, s := range re.Sub {
+			set, c := expandLead(s)
+			if len(cur)*len(set) > maxNeedles || (!c && slices.Contains(set, "")) {
+				return cur, false
+			}
+			var next []string
+			for _, a := range cur {
+				for _, b := range set {
+					next = append(next, a+b)
+				}
+			}
+			cur = next
+			if !c {
+				return cur, false
+			}
+		}
+		return cur, true
+	}
+	return []string{""}, false
 }
 
 // anchoredBody returns what follows a leading ^ or \A, if every match must
@@ -306,6 +551,115 @@ func addRange(f *firstFilter, lo, hi rune) {
 	}
 }
 
+// endAnchoredBody returns what precedes a trailing $ or \z, if every match
+// must end at the end of the line.
+func endAnchoredBody(re *syntax.Regexp) (*syntax.Regexp, bool) {
+	switch re.Op {
+	case syntax.OpEndText, syntax.OpEndLine:
+		return &syntax.Regexp{Op: syntax.OpEmptyMatch}, true
+	case syntax.OpCapture:
+		return endAnchoredBody(re.Sub[0])
+	case syntax.OpConcat:
+		n := len(re.Sub)
+		if n == 0 {
+			return nil, false
+		}
+		tail, ok := endAnchoredBody(re.Sub[n-1])
+		if !ok {
+			return nil, false
+		}
+		subs := slices.Clone(re.Sub[:n-1])
+		if tail.Op != syntax.OpEmptyMatch {
+			subs = append(subs, tail)
+		}
+		return &syntax.Regexp{Op: syntax.OpConcat, Sub: subs}, true
+	case syntax.OpAlternate:
+		alt := &syntax.Regexp{Op: syntax.OpAlternate}
+		for _, s := range re.Sub {
+			b, ok := endAnchoredBody(s)
+			if !ok {
+				return nil, false
+			}
+			alt.Sub = append(alt.Sub, b)
+		}
+		return alt, true
+	}
+	return nil, false
+}
+
+// lastSet is firstSet from the other end: the bytes a match can end with,
+// whether it can be empty, and whether every empty match needs the start
+// of the line right there (a ^; atEnd stands for that here).
+func lastSet(re *syntax.Regexp) firstInfo {
+	var fi firstInfo
+	switch re.Op {
+	case syntax.OpLiteral:
+		if len(re.Rune) == 0 {
+			fi.nullable = true
+			break
+		}
+		r := re.Rune[len(re.Rune)-1]
+		if r >= utf8.RuneSelf {
+			fi.add(utf8.RuneSelf, utf8.MaxRune) // its last byte is a continuation byte
+			break
+		}
+		fi.add(r, r)
+		if re.Flags&syntax.FoldCase != 0 {
+			for c := asciiFold(r); c != r; c = asciiFold(c) {
+				fi.add(c, c)
+			}
+		}
+	case syntax.OpCharClass, syntax.OpAnyCharNotNL, syntax.OpAnyChar:
+		return firstSet(re) // one character: its bytes, as at the start (beyond ASCII: all high bytes)
+	case syntax.OpBeginLine, syntax.OpBeginText:
+		fi.nullable, fi.atEnd = true, true
+	case syntax.OpEndLine, syntax.OpEndText, syntax.OpWordBoundary, syntax.OpNoWordBoundary, syntax.OpEmptyMatch:
+		fi.nullable = true
+	case syntax.OpCapture, syntax.OpPlus:
+		return lastSet(re.Sub[0])
+	case syntax.OpStar, syntax.OpQuest:
+		fi = lastSet(re.Sub[0])
+		fi.nullable, fi.atEnd = true, false
+	case syntax.OpRepeat:
+		fi = lastSet(re.Sub[0])
+		if re.Min == 0 {
+			fi.nullable, fi.atEnd = true, false
+		}
+	case syntax.OpConcat:
+		fi.nullable = true
+		for i := len(re.Sub) - 1; i >= 0; i-- {
+			g := lastSet(re.Sub[i])
+			for k := range fi.set {
+				fi.set[k] |= g.set[k]
+			}
+			if !g.nullable {
+				fi.nullable = false
+				break
+			}
+			if g.atEnd {
+				fi.atEnd = true
+				break
+			}
+		}
+	case syntax.OpAlternate:
+		fi.atEnd = true
+		for _, s := range re.Sub {
+			g := lastSet(s)
+			for k := range fi.set {
+				fi.set[k] |= g.set[k]
+			}
+			if g.nullable {
+				fi.nullable = true
+				fi.atEnd = fi.atEnd && g.atEnd
+			}
+		}
+		if !fi.nullable {
+			fi.atEnd = false
+		}
+	}
+	return fi
+}
+
 // asciiFold cycles an ASCII letter through its cases, for patterns with
 // (?i); other runes fold to themselves here, which is safe because the first
 // bytes of every rune beyond ASCII are admitted anyway.
@@ -317,25 +671,6 @@ func asciiFold(r rune) rune {
 		return r - 'A' + 'a'
 	}
 	return r
-}
-
-// literalPrefix returns the literal an anchored body starts with.
-func literalPrefix(re *syntax.Regexp) []byte {
-	var b []byte
-	subs := []*syntax.Regexp{re}
-	if re.Op == syntax.OpConcat {
-		subs = re.Sub
-	}
-	for _, s := range subs {
-		if s.Op != syntax.OpLiteral || s.Flags&syntax.FoldCase != 0 {
-			break
-		}
-		b = utf8.AppendRune(b, s.Rune[0])
-		for _, r := range s.Rune[1:] {
-			b = utf8.AppendRune(b, r)
-		}
-	}
-	return b
 }
 
 // maxNeedles bounds the literals searched for before a pattern runs: beyond a
@@ -413,6 +748,9 @@ type transSpec struct {
 	pattern string // "" matches every line
 	next    string
 	negate  bool // the transition is taken by lines the pattern does not match
+	// window, for an unanchored pattern, is how far into a line a match
+	// may start (0: anywhere). It bounds the cost of lines of 40 KB.
+	window int
 }
 
 const endStateName = "end"
@@ -446,6 +784,7 @@ func (s ruleSpec) compile() (*MultilineRule, error) {
 				return nil, fmt.Errorf("multiline rule %q: the start state leads to tentative state %q", s.name, t.next)
 			}
 			m, err := compileMatcher(t.pattern, t.negate)
+			m.window = t.window
 			if err != nil {
 				return nil, fmt.Errorf("multiline rule %q: state %q: pattern %q: %w", s.name, st.name, t.pattern, err)
 			}

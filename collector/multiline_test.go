@@ -128,6 +128,8 @@ func TestBuiltinRulesOnTraces(t *testing.T) {
 			"15 /app/app.rb:2:in 'Object#recurse': stack level too deep (SystemStackError)", // Ruby 3.4 quotes, "... N levels..."
 			"4 E, [2026-11-26T12:00:00.000003 #1] ERROR -- : request failed (RuntimeError)",
 			"1 I, [2026-11-26T12:00:00.000004 #1]  INFO -- : done",
+			"5 /app/app.rb:3:in `handle': undefined method `name' for nil (NoMethodError)", // error_highlight's excerpt
+			"1 I, [2026-11-26T12:00:00.000005 #1]  INFO -- : bye",
 		}},
 	} {
 		t.Run(tc.rule+"/"+tc.file, func(t *testing.T) {
@@ -541,22 +543,32 @@ func TestMatcherPrefilterSound(t *testing.T) {
 }
 
 // TestMatcherPrefilterKinds: the analysis finds what makes the common line
-// cheap: first bytes and literal prefixes of anchored patterns, required
-// literals of unanchored ones.
+// cheap: for anchored patterns, the first bytes, a leading run, the literals
+// that follow and whether these decide the match alone; for unanchored ones,
+// the literals a match starts with, or literals it contains.
 func TestMatcherPrefilterKinds(t *testing.T) {
 	for _, tc := range []struct {
-		pattern string
-		first   string // bytes admitted (checked on these), "" if no filter
-		prefix  string
-		needles []string
+		pattern      string
+		first        string // bytes admitted (checked on these), "" if no filter
+		run          string // a leading run's bytes
+		leads        []string
+		exact, whole bool
+		scan         []string
+		needles      []string
 	}{
-		{`^Traceback \(most recent call last\):$`, "T", "Traceback (most recent call last):", nil},
-		{`^[\t ]+(?:eval )?at `, "\t ", "", []string{"at "}},
-		// The parser factors the alternation's common "E" out.
-		{`(?:Exception|Error|Throwable)(?::|$)`, "", "", []string{"xception", "rror", "Throwable"}},
-		{`^\s*\+ Exception Group`, "\t\n\f\r +", "", []string{"+ Exception Group"}},
-		{`^$`, "", "", nil}, // only the empty line: checked below
-		{`^x*`, "", "", nil},
+		{`^Traceback \(most recent call last\):$`, "T", "", []string{"Traceback (most recent call last):"}, true, true, nil, nil},
+		{`^panic: `, "p", "", []string{"panic: "}, true, false, nil, nil},
+		{`^[\t ]`, "\t ", "", nil, true, false, nil, nil},
+		{`^\t.*`, "\t", "", []string{"\t"}, true, false, nil, nil},
+		{`^[\t ]+(?:eval )?at `, "\t ", "\t ", []string{"eval at ", "at "}, true, false, nil, nil},
+		{`^[\t ]*(?:Caused by|Suppressed): `, "\t CS", "\t ", []string{"Caused by: ", "Suppressed: "}, true, false, nil, nil},
+		{`^\s*$`, "\t\n\f\r ", "\t\n\f\r ", []string{""}, true, true, nil, nil},
+		{`^goroutine \d+ .*\]:$`, "g", "", []string{"goroutine "}, false, false, nil, nil},
+		{`^[\t ]*\.\.\. \d+ (?:more|common frames omitted)$`, "\t .", "\t ", []string{"... "}, false, false, nil, nil},
+		{`(?:Exception|Error|Throwable)(?::|$)`, "", "", nil, false, false, []string{"Exception", "Error", "Throwable"}, nil},
+		{`http: panic serving `, "", "", nil, false, false, []string{"http: panic serving "}, nil},
+		{`\bpanic: `, "", "", nil, false, false, nil, []string{"panic: "}},
+		{`^x*`, "", "", nil, false, false, nil, nil},
 	} {
 		m, err := compileMatcher(tc.pattern, false)
 		if err != nil {
@@ -572,19 +584,34 @@ func TestMatcherPrefilterKinds(t *testing.T) {
 				}
 			}
 		}
-		if string(m.prefix) != tc.prefix {
-			t.Errorf("%q: prefix %q, want %q", tc.pattern, m.prefix, tc.prefix)
+		var run string
+		if m.run != nil {
+			for b := range 256 {
+				if m.run.has(byte(b)) {
+					run += string(rune(b))
+				}
+			}
 		}
-		var needles []string
-		for _, n := range m.needles {
-			needles = append(needles, string(n))
+		str := func(bs [][]byte) []string {
+			var out []string
+			for _, b := range bs {
+				out = append(out, string(b))
+			}
+			return out
 		}
-		if !slices.Equal(needles, tc.needles) {
-			t.Errorf("%q: needles %q, want %q", tc.pattern, needles, tc.needles)
+		var scan []string
+		for _, g := range m.scan {
+			scan = append(scan, str(g.lits)...)
+		}
+		if run != tc.run || !slices.Equal(str(m.leads), tc.leads) || m.exact != tc.exact || m.whole != tc.whole ||
+			!slices.Equal(scan, tc.scan) || !slices.Equal(str(m.needles), tc.needles) {
+			t.Errorf("%q: run %q leads %q exact %v whole %v scan %q needles %q\nwant run %q leads %q exact %v whole %v scan %q needles %q",
+				tc.pattern, run, str(m.leads), m.exact, m.whole, scan, str(m.needles),
+				tc.run, tc.leads, tc.exact, tc.whole, tc.scan, tc.needles)
 		}
 	}
-	if m, _ := compileMatcher(`^$`, false); !m.first.ok || !m.first.empty || m.first.admits([]byte("x")) {
-		t.Errorf("^$ admits non-empty lines: %+v", m.first)
+	if m, _ := compileMatcher(`^$`, false); !m.first.ok || !m.first.empty || m.first.admits([]byte("x")) || !m.exact || !m.whole {
+		t.Errorf("^$ is not decided as the empty line: %+v", m)
 	}
 	if m, _ := compileMatcher(`^x*`, false); m.first.ok {
 		t.Error("^x* filters lines, but matches every line")
@@ -611,9 +638,15 @@ func TestBuiltinStartStatesFilterOrdinaryLines(t *testing.T) {
 			}
 			for _, tr := range st.trans {
 				m := &tr.m
-				rejected := (m.first.ok && !m.first.admits(line)) ||
-					(len(m.prefix) > 0 && !bytes.HasPrefix(line, m.prefix)) ||
-					(m.needles != nil && !slices.ContainsFunc(m.needles, func(n []byte) bool { return bytes.Contains(line, n) }))
+				contains := func(n []byte) bool { return bytes.Contains(line, n) }
+				var lead [][]byte
+				for _, g := range m.scan {
+					lead = append(lead, g.lits...)
+				}
+				rejected := m.exact || (m.first.ok && !m.first.admits(line)) ||
+					(m.leads != nil && m.run == nil && !slices.ContainsFunc(m.leads, func(l []byte) bool { return bytes.HasPrefix(line, l) })) ||
+					(lead != nil && !slices.ContainsFunc(lead, contains)) ||
+					(m.needles != nil && !slices.ContainsFunc(m.needles, contains))
 				if !rejected {
 					t.Errorf("%s: %q reaches the regexp %q", s.name, line, m.src)
 				}
