@@ -438,6 +438,19 @@ func matchAnyGlob(patterns []string, s string) bool {
 	return false
 }
 
+// LabelKeys are the pod label keys the select entries read.
+func (p *Policies) LabelKeys() []string {
+	var keys []string
+	for _, s := range p.sel {
+		for k := range s.labels {
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
+}
+
 // RateLimit is the configured default rate limit.
 func (p *Policies) RateLimit() RateLimit { return p.rate }
 

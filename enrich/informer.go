@@ -76,6 +76,7 @@ func newNamespaceInformer(client kubernetes.Interface, f filters) cache.SharedIn
 				UID:             ns.UID,
 				ResourceVersion: ns.ResourceVersion,
 				Labels:          keepKeys(ns.Labels, f.labels, excludeKey),
+				Annotations:     policyAnnotations(ns.Annotations),
 			}}, nil
 		}
 		return obj, nil
@@ -96,8 +97,8 @@ func slimPod(p *corev1.Pod, f filters) *corev1.Pod {
 			Namespace:       p.Namespace,
 			UID:             p.UID,
 			ResourceVersion: p.ResourceVersion,
-			Labels:          keepKeys(p.Labels, f.labels, podTemplateHashLabel),
-			Annotations:     keepKeys(p.Annotations, f.annotations, slimKeep(f)...),
+			Labels:          keepKeys(p.Labels, f.labels, append([]string{podTemplateHashLabel}, policyLabels(f)...)...),
+			Annotations:     withPolicyAnnotations(keepKeys(p.Annotations, f.annotations, slimKeep(f)...), p.Annotations),
 		},
 		Spec: corev1.PodSpec{NodeName: p.Spec.NodeName},
 		Status: corev1.PodStatus{
@@ -122,6 +123,28 @@ func slimPod(p *corev1.Pod, f filters) *corev1.Pod {
 		})
 	}
 	return s
+}
+
+// withPolicyAnnotations adds the policy annotations of all to kept: the
+// collector's policies need them whatever the allow-list copies into records.
+func withPolicyAnnotations(kept, all map[string]string) map[string]string {
+	for k, v := range all {
+		if policyAnnotation(k) {
+			if kept == nil {
+				kept = make(map[string]string)
+			}
+			kept[k] = v
+		}
+	}
+	return kept
+}
+
+// policyLabels are the label keys the policies' selectors read.
+func policyLabels(f filters) []string {
+	if f.policyLabels == nil {
+		return nil
+	}
+	return *f.policyLabels
 }
 
 // slimKeep are the annotations enrichment reads whatever the allow-list.
