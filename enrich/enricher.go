@@ -71,12 +71,12 @@ func New(cfg Config, client kubernetes.Interface, next collector.Sink, reg prome
 	}
 	m := newMetrics(reg)
 	e := &Enricher{
-		cfg:      cfg,
-		next:     next,
-		log:      log,
-		m:        m,
-		nsSel:    namespaceFilter{include: cfg.IncludeNamespaces, exclude: cfg.ExcludeNamespaces},
-		park:     newParker(m),
+		cfg:        cfg,
+		next:       next,
+		log:        log,
+		m:          m,
+		nsSel:      namespaceFilter{include: cfg.IncludeNamespaces, exclude: cfg.ExcludeNamespaces},
+		park:       newParker(m),
 		lookups:    make(map[string]prometheus.Counter),
 		excluded:   make(map[string]prometheus.Counter),
 		policyWait: newPolicyWaits(),
