@@ -121,7 +121,7 @@ func TestPolicyFromCache(t *testing.T) {
 		t.Errorf("sidecar: %s", ruleName(p))
 	}
 	// The same answer, as a value, each time: the collector compares them.
-	if te.Policy(api) != te.Policy(api) {
+	if first, second := te.Policy(api), te.Policy(api); first != second {
 		t.Error("two answers for one unchanged pod differ")
 	}
 
@@ -202,6 +202,14 @@ func TestPolicyOfNewPod(t *testing.T) {
 	}
 	if !b.Acked() {
 		t.Error("a batch of the pod given up on waits")
+	}
+	// The janitor forgets the first-question times.
+	if te.policyWait.len() == 0 {
+		t.Error("no question remembered")
+	}
+	te.policyWait.prune(0)
+	if n := te.policyWait.len(); n != 0 {
+		t.Errorf("%d questions remembered after pruning", n)
 	}
 }
 
