@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -128,14 +129,11 @@ func slimPod(p *corev1.Pod, f filters) *corev1.Pod {
 // withPolicyAnnotations adds the policy annotations of all to kept: the
 // collector's policies need them whatever the allow-list copies into records.
 func withPolicyAnnotations(kept, all map[string]string) map[string]string {
-	for k, v := range all {
-		if policyAnnotation(k) {
-			if kept == nil {
-				kept = make(map[string]string)
-			}
-			kept[k] = v
-		}
+	p := policyAnnotations(all)
+	if kept == nil {
+		return p
 	}
+	maps.Copy(kept, p)
 	return kept
 }
 
