@@ -38,6 +38,7 @@ const maxTentative = 16
 // Not safe for concurrent use.
 type Joiner struct {
 	rule   *MultilineRule
+	start  *mlState // rule.states[0]
 	lim    MultilineLimits
 	m      *multilineMetrics
 	joined prometheus.Counter // groups of this rule
@@ -73,7 +74,7 @@ func NewJoiner(rule *MultilineRule, lim MultilineLimits, m *multilineMetrics) *J
 	}
 	lim.MaxLines = max(lim.MaxLines, 1)
 	lim.MaxBytes = max(lim.MaxBytes, 1)
-	return &Joiner{rule: rule, lim: lim, m: m, joined: m.groups.WithLabelValues(rule.name)}
+	return &Joiner{rule: rule, start: &rule.states[0], lim: lim, m: m, joined: m.groups.WithLabelValues(rule.name)}
 }
 
 // Rule is the rule the joiner follows.
@@ -85,6 +86,10 @@ func (j *Joiner) Rule() *MultilineRule { return j.rule }
 func (j *Joiner) Add(r Record, start int64, emit func(Record)) {
 	g := &j.groups[r.Stream&1]
 	if !g.open {
+		if j.start.rejects(r.Log) {
+			emit(r) // the common line, decided by a byte or two
+			return
+		}
 		j.begin(g, r, start, emit)
 		return
 	}

@@ -32,9 +32,14 @@ type mlState struct {
 	name      string
 	tentative bool
 	trans     []mlTrans
-	// pre rejects, from the line's first byte alone, a line that no
-	// transition can match (valid when pre.ok).
-	pre firstFilter
+	// pre and preLast reject, from the line's first or last byte alone, a
+	// line that no transition can match (each valid when its ok is set).
+	pre, preLast firstFilter
+}
+
+// rejects reports whether the state's byte filters rule the line out.
+func (st *mlState) rejects(line []byte) bool {
+	return (st.pre.ok && !st.pre.admits(line)) || (st.preLast.ok && !st.preLast.admitsLast(line))
 }
 
 type mlTrans struct {
@@ -48,7 +53,7 @@ type mlTrans struct {
 // regular expression.
 func (r *MultilineRule) step(s int, line []byte) (next int, ok bool) {
 	st := &r.states[s]
-	if st.pre.ok && !st.pre.admits(line) {
+	if st.rejects(line) {
 		return 0, false
 	}
 	for i := range st.trans {
@@ -120,24 +125,33 @@ func (s ruleSpec) compile() (*MultilineRule, error) {
 			}
 			ms.trans = append(ms.trans, mlTrans{m: m, next: next})
 		}
-		ms.pre = stateFilter(ms.trans)
+		ms.pre, ms.preLast = stateFilters(ms.trans)
 		r.states[i] = ms
 	}
 	return r, nil
 }
 
-// stateFilter is the union of a state's transitions' first-byte filters,
-// when every one of them has one: a line none admits matches no transition.
-func stateFilter(trans []mlTrans) firstFilter {
-	var f firstFilter
+// stateFilters are the unions of a state's transitions' first-byte and
+// last-byte filters, each when every transition has one: a line none admits
+// matches no transition.
+func stateFilters(trans []mlTrans) (first, last firstFilter) {
+	first.ok, last.ok = len(trans) > 0, len(trans) > 0
 	for _, t := range trans {
-		if t.m.negate || !t.m.first.ok {
-			return firstFilter{}
+		if t.m.negate || t.m.re == nil {
+			return firstFilter{}, firstFilter{}
 		}
-		f.union(t.m.first)
+		if !t.m.first.ok {
+			first = firstFilter{}
+		} else if first.ok {
+			first.union(t.m.first)
+		}
+		if !t.m.last.ok {
+			last = firstFilter{}
+		} else if last.ok {
+			last.union(t.m.last)
+		}
 	}
-	f.ok = len(trans) > 0
-	return f
+	return first, last
 }
 
 // combineRules makes one rule of several, as Fluent Bit's multiline.parser
@@ -160,13 +174,13 @@ func combineRules(name string, rules []*MultilineRule) *MultilineRule {
 			c.states[0].trans = append(c.states[0].trans, remap(t))
 		}
 		for _, st := range r.states[1:] {
-			ns := mlState{name: r.name + "." + st.name, tentative: st.tentative, pre: st.pre}
+			ns := mlState{name: r.name + "." + st.name, tentative: st.tentative, pre: st.pre, preLast: st.preLast}
 			for _, t := range st.trans {
 				ns.trans = append(ns.trans, remap(t))
 			}
 			c.states = append(c.states, ns)
 		}
 	}
-	c.states[0].pre = stateFilter(c.states[0].trans)
+	c.states[0].pre, c.states[0].preLast = stateFilters(c.states[0].trans)
 	return c
 }
