@@ -586,4 +586,3 @@ func shortest(n [][]byte) int {
 	}
 	return m
 }
-
