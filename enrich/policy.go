@@ -194,12 +194,13 @@ func namespaceAnnotationErrors(p *collector.Policies, nsAnn map[string]string) [
 }
 
 // policy is the policy of one of the pod's containers.
-func (m *podMeta) policy(p *collector.Policies, container string, nsAnn map[string]string) collector.Policy {
+func (m *podMeta) policy(p *collector.Policies, c *podCache, container string) collector.Policy {
 	if pol, ok := m.policies[container]; ok {
 		return pol
 	}
 	// A container the spec does not list (yet).
-	return containerPolicy(p, m.fields.namespace, container, m.pod.Labels, policyAnnotations(m.pod.Annotations), nsAnn, nil)
+	return containerPolicy(p, m.fields.namespace, container, m.pod.Labels, policyAnnotations(m.pod.Annotations),
+		c.namespaceAnnotations(m.fields.namespace), nil)
 }
 
 // SetPolicies makes the Enricher the collector's PolicySource, deciding
@@ -224,13 +225,12 @@ func (e *Enricher) Policy(src *collector.Source) collector.Policy {
 		return collector.Policy{}
 	}
 	m, _ := e.cache.lookup(src)
-	nsAnn := e.cache.namespaceAnnotations(src.Namespace)
 	if m != nil {
-		pol := m.policy(p, src.Container, nsAnn)
+		pol := m.policy(p, e.cache, src.Container)
 		pol.Provisional = !e.namespacesReady()
 		return pol
 	}
-	pol := containerPolicy(p, src.Namespace, src.Container, nil, nil, nsAnn, nil)
+	pol := containerPolicy(p, src.Namespace, src.Container, nil, nil, e.cache.namespaceAnnotations(src.Namespace), nil)
 	pol.Provisional = e.policyWait.waiting(podKey(src), e.cfg.MissWait, e.cache)
 	return pol
 }
