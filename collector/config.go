@@ -39,6 +39,8 @@ type Config struct {
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// CheckpointInterval is how often checkpoints are persisted.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// PolicyConfig holds multiline and rate_limit (policy.go).
+	PolicyConfig `yaml:",inline"`
 }
 
 // DefaultConfig returns the settings a DaemonSet on a kubelet node wants.
@@ -55,6 +57,7 @@ func DefaultConfig() Config {
 		RescanInterval:     5 * time.Second,
 		PollInterval:       time.Second,
 		CheckpointInterval: 200 * time.Millisecond,
+		PolicyConfig:       DefaultPolicyConfig(),
 	}
 }
 
@@ -98,5 +101,6 @@ func (c Config) Validate() error {
 	if c.RotateWait < 0 {
 		bad("rotate_wait", "must not be negative")
 	}
+	errs = append(errs, c.PolicyConfig.validate(c.MaxRecordBytes)...)
 	return errors.Join(errs...)
 }

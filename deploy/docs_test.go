@@ -41,16 +41,25 @@ type configKey struct {
 // structFields maps "pkg.Type" to its fields, parsed from the source.
 type structFields map[string][]*ast.Field
 
-// parseConfigStructs parses the Config structs of cmd/logagent, collector,
-// enrich and output.
+// parseConfigStructs parses the structs of cmd/logagent, collector, enrich
+// and output (their non-test files), where the Config structs and the types
+// of their fields are.
 func parseConfigStructs(t testing.TB, root string) structFields {
 	t.Helper()
 	out := structFields{}
-	for _, f := range []struct{ pkg, file string }{
-		{"main", "cmd/logagent/config.go"}, {"collector", "collector/config.go"},
-		{"enrich", "enrich/config.go"}, {"output", "output/config.go"},
+	var files []struct{ pkg, file string }
+	for _, d := range []struct{ pkg, dir string }{
+		{"main", "cmd/logagent"}, {"collector", "collector"}, {"enrich", "enrich"}, {"output", "output"},
 	} {
-		file, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root, f.file), nil, parser.ParseComments)
+		names, _ := filepath.Glob(filepath.Join(root, d.dir, "*.go"))
+		for _, n := range names {
+			if !strings.HasSuffix(n, "_test.go") {
+				files = append(files, struct{ pkg, file string }{d.pkg, n})
+			}
+		}
+	}
+	for _, f := range files {
+		file, err := parser.ParseFile(token.NewFileSet(), f.file, nil, parser.ParseComments)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +94,14 @@ func configKeys(t testing.TB, root string) []configKey {
 				continue
 			}
 			tag, _ := strconv.Unquote(f.Tag.Value)
-			name, _, _ := strings.Cut(reflect.StructTag(tag).Get("yaml"), ",")
+			name, opts, _ := strings.Cut(reflect.StructTag(tag).Get("yaml"), ",")
+			if name == "" && opts == "inline" {
+				// An embedded struct whose keys are the parent's.
+				if p, typ, ok := structType(pkg, f.Type, structs); ok {
+					walk(p, typ, prefix)
+					continue
+				}
+			}
 			if name == "" || name == "-" {
 				continue
 			}
@@ -139,11 +155,15 @@ func codeDefaults(t testing.TB, root string) map[string]configKey {
 	walk = func(prefix string, v reflect.Value) {
 		for i := 0; i < v.NumField(); i++ {
 			f := v.Type().Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			fv := v.Field(i)
+			if name == "" && opts == "inline" && fv.Kind() == reflect.Struct {
+				walk(prefix, fv)
+				continue
+			}
 			if name == "" || name == "-" {
 				continue
 			}
-			fv := v.Field(i)
 			if fv.Kind() == reflect.Struct {
 				walk(prefix+name+".", fv)
 				continue

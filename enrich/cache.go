@@ -1,6 +1,9 @@
 package enrich
 
 import (
+	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +38,11 @@ type podMeta struct {
 	extra   map[containerKey][]byte
 
 	deletedAt atomic.Int64 // Unix ns of the delete event, 0 while the pod exists
+
+	// policies are the containers' collector policies (with SetPolicies);
+	// policyErrs the pod's policy annotations that were ignored.
+	policies   map[string]collector.Policy
+	policyErrs []annotationError
 }
 
 // kubernetes returns the encoded map for one container of this pod version.
@@ -68,8 +76,9 @@ func stripRuntime(id string) string {
 
 // nsMeta is what the cache keeps of a namespace.
 type nsMeta struct {
-	labels   []kv // allowed labels, sorted
-	excluded bool // logagent.io/exclude=true label
+	labels   []kv              // allowed labels, sorted
+	excluded bool              // logagent.io/exclude=true label
+	policy   map[string]string // policy annotations (policy.go)
 }
 
 // filters decide what of a pod is kept when building metadata.
@@ -79,6 +88,12 @@ type filters struct {
 	// podExclusion honours the pods' own selection annotations
 	// (enrich.allow_pod_exclusion).
 	podExclusion bool
+	// policies, when set (SetPolicies), are resolved per container.
+	policies *collector.Policies
+	// policyLabels are the pod label keys the policies' selectors read,
+	// kept by the informer whatever labels allows (set by SetPolicies,
+	// before the informer runs).
+	policyLabels *[]string
 }
 
 // buildMeta makes the immutable metadata of one pod version.
@@ -102,9 +117,11 @@ func buildMeta(pod *corev1.Pod, ns *nsMeta, f filters) *podMeta {
 	}
 	m.fields.owner, m.fields.hasOwner = deriveOwner(pod.OwnerReferences, pod.Labels)
 	nsExcluded := false
+	var nsPolicy map[string]string
 	if ns != nil {
 		m.fields.nsLabels = ns.labels
 		nsExcluded = ns.excluded
+		nsPolicy = ns.policy
 	}
 	m.sel = selectPod(pod.Annotations, nsExcluded, f.podExclusion)
 
@@ -144,6 +161,9 @@ func buildMeta(pod *corev1.Pod, ns *nsMeta, f filters) *podMeta {
 			m.encoded[containerKey{name, last}] = encode(&m.fields, containerFields{name: name, id: last, image: image})
 		}
 	}
+	if f.policies != nil {
+		m.policies, m.policyErrs = buildPolicies(f.policies, m, nsPolicy)
+	}
 	return m
 }
 
@@ -155,6 +175,7 @@ type podCache struct {
 	grace time.Duration
 	f     filters
 	m     *metrics
+	log   *slog.Logger
 	now   func() time.Time
 	// added is called (outside the lock) after a pod arrives or changes, to
 	// release batches waiting for it.
@@ -175,7 +196,7 @@ const gaveUpTTL = 5 * time.Minute
 
 func newPodCache(node string, grace time.Duration, f filters, m *metrics, added func()) *podCache {
 	return &podCache{
-		node: node, grace: grace, f: f, m: m, now: time.Now, added: added,
+		node: node, grace: grace, f: f, m: m, log: slog.New(slog.DiscardHandler), now: time.Now, added: added,
 		pods:       make(map[string]*podMeta),
 		byUID:      make(map[string]*podMeta),
 		byName:     make(map[string]*podMeta),
@@ -226,11 +247,35 @@ func (c *podCache) upsertPod(pod *corev1.Pod) {
 	}
 	c.mu.Lock()
 	m := buildMeta(pod, c.namespaces[pod.Namespace], c.f)
+	old := c.pods[m.uid]
 	c.putLocked(m)
 	c.mu.Unlock()
+	if len(m.policyErrs) > 0 && (old == nil || !slices.Equal(old.policyErrs, m.policyErrs)) {
+		c.reportAnnotations("pod "+m.name, m.policyErrs)
+	}
 	if c.added != nil {
 		c.added()
 	}
+}
+
+// reportAnnotations counts and logs policy annotations that are ignored,
+// once per change of the object's annotations.
+func (c *podCache) reportAnnotations(what string, errs []annotationError) {
+	for _, e := range errs {
+		c.m.annotationErrors.WithLabelValues(e.label).Inc()
+		c.log.Warn("enrich: ignoring annotation", "object", what, "annotation", e.key, "value", e.value, "reason", e.why)
+	}
+}
+
+// namespaceAnnotations returns a namespace's policy annotations (nil if
+// unknown or none). The map is never modified: callers may keep it.
+func (c *podCache) namespaceAnnotations(name string) map[string]string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if ns := c.namespaces[name]; ns != nil {
+		return ns.policy
+	}
+	return nil
 }
 
 // putLocked indexes m, replacing any earlier version of the same pod.
@@ -325,15 +370,21 @@ func (c *podCache) gaveUpOn(key string) bool {
 // upsertNamespace stores a namespace's labels and rebuilds its pods' metadata
 // when they changed.
 func (c *podCache) upsertNamespace(ns *corev1.Namespace) {
-	n := &nsMeta{labels: sortedKVs(ns.Labels, c.f.labels), excluded: isTrue(ns.Labels[excludeKey])}
+	n := &nsMeta{labels: sortedKVs(ns.Labels, c.f.labels), excluded: isTrue(ns.Labels[excludeKey]), policy: policyAnnotations(ns.Annotations)}
 	c.mu.Lock()
 	old := c.namespaces[ns.Name]
 	c.namespaces[ns.Name] = n
-	changed := old == nil || old.excluded != n.excluded || !equalKVs(old.labels, n.labels)
+	policyChanged := old == nil || !maps.Equal(old.policy, n.policy)
+	changed := policyChanged || old.excluded != n.excluded || !equalKVs(old.labels, n.labels)
 	if changed {
 		c.rebuildLocked(ns.Name, n)
 	}
 	c.mu.Unlock()
+	if policyChanged && c.f.policies != nil {
+		if errs := namespaceAnnotationErrors(c.f.policies, n.policy); len(errs) > 0 {
+			c.reportAnnotations("namespace "+ns.Name, errs)
+		}
+	}
 	if changed && c.added != nil {
 		c.added()
 	}

@@ -196,6 +196,7 @@ func TestCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.SetPolicies(testPolicies(t)) // the "collector policies" subtest
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- e.Run(runCtx) }()
@@ -330,6 +331,50 @@ func TestCluster(t *testing.T) {
 		if got := lookups(resultLate) - was; got != 3 {
 			t.Errorf("late lookups +%v, want +3", got)
 		}
+	})
+
+	t.Run("collector policies from annotations", func(t *testing.T) {
+		mustCreate(t, "namespace team", func() error {
+			_, err := c.Client.CoreV1().Namespaces().Create(ctx, annotatedNamespace("team", map[string]string{rateLimitKey: "2MiB"}), metav1.CreateOptions{})
+			return err
+		})
+		p := create(clusterPod("team", "svc", withContainers("api", "worker"),
+			annotated(multilineKey, "java"), annotated(multilineContainerPrefix+"worker", "python")))
+		api := source("team", "svc", string(p.UID), "api", "")
+		worker := source("team", "svc", string(p.UID), "worker", "")
+		waitFor(t, 30*time.Second, "pod cached", func() bool { m, _ := e.cache.lookup(api); return m != nil })
+		if pol := e.Policy(api); ruleName(pol) != "java" || pol.RateLimit.BytesPerSecond != 2<<20 || pol.Provisional {
+			t.Errorf("api: %s %+v", ruleName(pol), pol)
+		}
+		if pol := e.Policy(worker); ruleName(pol) != "python" {
+			t.Errorf("worker: %s", ruleName(pol))
+		}
+		// Annotations changed with kubectl, on the pod (lowering the
+		// limit) and on the namespace.
+		if out, err := c.Kubectl(t, "annotate", "pod", "-n", "team", "svc", rateLimitKey+"=512KiB", multilineKey+"=go", "--overwrite"); err != nil {
+			t.Fatalf("kubectl annotate pod: %v %s", err, out)
+		}
+		waitFor(t, 30*time.Second, "pod annotations applied", func() bool {
+			pol := e.Policy(api)
+			return ruleName(pol) == "go" && pol.RateLimit.BytesPerSecond == 512<<10
+		})
+		if out, err := c.Kubectl(t, "annotate", "namespace", "team", rateLimitKey+"=256KiB", "--overwrite"); err != nil {
+			t.Fatalf("kubectl annotate namespace: %v %s", err, out)
+		}
+		waitFor(t, 30*time.Second, "namespace annotation applied", func() bool { return e.Policy(api).RateLimit.BytesPerSecond == 256<<10 })
+
+		// A file read before its pod exists (a static pod's, whose uid the
+		// kubelet chose): provisional, then the pod's own.
+		const kubeletUID = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
+		src := source("team", "static-svc-"+testNode, kubeletUID, "app", "")
+		if pol := e.Policy(src); !pol.Provisional || pol.RateLimit.BytesPerSecond != 256<<10 {
+			t.Errorf("before the pod: %+v, want provisional with the namespace's limit", pol)
+		}
+		create(clusterPod("team", "static-svc-"+testNode, annotated(mirrorAnnotation, kubeletUID), annotated(multilineKey, "ruby")))
+		waitFor(t, 30*time.Second, "the static pod's policy", func() bool {
+			pol := e.Policy(src)
+			return !pol.Provisional && ruleName(pol) == "ruby"
+		})
 	})
 
 	t.Run("deleted pod still enriched within grace", func(t *testing.T) {
@@ -541,6 +586,7 @@ func TestClusterDegradedStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.SetPolicies(testPolicies(t)) // the "collector policies" subtest
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- e.Run(runCtx) }()

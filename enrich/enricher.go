@@ -47,6 +47,11 @@ type Enricher struct {
 	// so a namespace's exclusion label cannot be missed at start-up.
 	nsSynced  atomic.Bool
 	startedAt atomic.Int64 // Unix ns when Run began
+
+	// policies resolve the collector's per-container policies (policy.go);
+	// nil until SetPolicies.
+	policies   *collector.Policies
+	policyWait *policyWaits
 }
 
 // New builds an Enricher for cfg.NodeName's pods. It does not contact the
@@ -66,14 +71,15 @@ func New(cfg Config, client kubernetes.Interface, next collector.Sink, reg prome
 	}
 	m := newMetrics(reg)
 	e := &Enricher{
-		cfg:      cfg,
-		next:     next,
-		log:      log,
-		m:        m,
-		nsSel:    namespaceFilter{include: cfg.IncludeNamespaces, exclude: cfg.ExcludeNamespaces},
-		park:     newParker(m),
-		lookups:  make(map[string]prometheus.Counter),
-		excluded: make(map[string]prometheus.Counter),
+		cfg:        cfg,
+		next:       next,
+		log:        log,
+		m:          m,
+		nsSel:      namespaceFilter{include: cfg.IncludeNamespaces, exclude: cfg.ExcludeNamespaces},
+		park:       newParker(m),
+		lookups:    make(map[string]prometheus.Counter),
+		excluded:   make(map[string]prometheus.Counter),
+		policyWait: newPolicyWaits(),
 	}
 	for _, r := range []string{resultHit, resultMiss, resultLate, resultDeletedGrace} {
 		e.lookups[r] = m.lookups.WithLabelValues(r)
@@ -85,8 +91,10 @@ func New(cfg Config, client kubernetes.Interface, next collector.Sink, reg prome
 		labels:       newKeyFilter(cfg.Labels),
 		annotations:  newKeyFilter(cfg.Annotations).without(cfg.ExcludeAnnotations),
 		podExclusion: cfg.AllowPodExclusion,
+		policyLabels: new([]string),
 	}
 	e.cache = newPodCache(cfg.NodeName, cfg.DeletedGrace, f, m, func() { signal(e.park.wake) })
+	e.cache.log = log
 	setLast := func(err error) { e.lastErr.Store(&err) }
 
 	e.podInf = newPodInformer(client, cfg.NodeName, f)
@@ -279,6 +287,7 @@ func (e *Enricher) janitor(ctx context.Context) {
 			return
 		case <-t.C:
 			e.cache.prune()
+			e.policyWait.prune(max(2*e.cfg.MissWait, time.Second))
 		}
 	}
 }

@@ -152,6 +152,13 @@ func namespace(name string, labels map[string]string) *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 }
 
+// annotatedNamespace is a namespace with annotations.
+func annotatedNamespace(name string, annotations map[string]string) *corev1.Namespace {
+	ns := namespace(name, nil)
+	ns.Annotations = annotations
+	return ns
+}
+
 // fakeClient is a fake clientset whose watches report when they start: the
 // fake tracker cannot resume a watch from a resource version, so objects made
 // between the informer's list and its watch would be missed; tests create
@@ -206,11 +213,21 @@ func startEnricher(t *testing.T, cfg Config, objs ...runtime.Object) *testEnrich
 // startEnricherWith is startEnricher registering the metrics on reg.
 func startEnricherWith(t *testing.T, cfg Config, reg prometheus.Registerer, objs ...runtime.Object) *testEnricher {
 	t.Helper()
+	return startEnricherSetup(t, cfg, reg, nil, objs...)
+}
+
+// startEnricherSetup is startEnricherWith calling setup (if not nil) on the
+// Enricher before it runs.
+func startEnricherSetup(t *testing.T, cfg Config, reg prometheus.Registerer, setup func(*Enricher), objs ...runtime.Object) *testEnricher {
+	t.Helper()
 	client := newFakeClient(objs...)
 	next := &recorder{}
 	e, err := New(cfg, client, next, reg, testLogger(t))
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if setup != nil {
+		setup(e)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	te := &testEnricher{Enricher: e, client: client, next: next, cancel: cancel, done: make(chan error, 1)}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -76,6 +77,7 @@ func newNamespaceInformer(client kubernetes.Interface, f filters) cache.SharedIn
 				UID:             ns.UID,
 				ResourceVersion: ns.ResourceVersion,
 				Labels:          keepKeys(ns.Labels, f.labels, excludeKey),
+				Annotations:     policyAnnotations(ns.Annotations),
 			}}, nil
 		}
 		return obj, nil
@@ -96,8 +98,8 @@ func slimPod(p *corev1.Pod, f filters) *corev1.Pod {
 			Namespace:       p.Namespace,
 			UID:             p.UID,
 			ResourceVersion: p.ResourceVersion,
-			Labels:          keepKeys(p.Labels, f.labels, podTemplateHashLabel),
-			Annotations:     keepKeys(p.Annotations, f.annotations, slimKeep(f)...),
+			Labels:          keepKeys(p.Labels, f.labels, append([]string{podTemplateHashLabel}, policyLabels(f)...)...),
+			Annotations:     withPolicyAnnotations(keepKeys(p.Annotations, f.annotations, slimKeep(f)...), p.Annotations),
 		},
 		Spec: corev1.PodSpec{NodeName: p.Spec.NodeName},
 		Status: corev1.PodStatus{
@@ -122,6 +124,25 @@ func slimPod(p *corev1.Pod, f filters) *corev1.Pod {
 		})
 	}
 	return s
+}
+
+// withPolicyAnnotations adds the policy annotations of all to kept: the
+// collector's policies need them whatever the allow-list copies into records.
+func withPolicyAnnotations(kept, all map[string]string) map[string]string {
+	p := policyAnnotations(all)
+	if kept == nil {
+		return p
+	}
+	maps.Copy(kept, p)
+	return kept
+}
+
+// policyLabels are the label keys the policies' selectors read.
+func policyLabels(f filters) []string {
+	if f.policyLabels == nil {
+		return nil
+	}
+	return *f.policyLabels
 }
 
 // slimKeep are the annotations enrichment reads whatever the allow-list.

@@ -32,6 +32,8 @@ type metrics struct {
 	synced        *prometheus.GaugeVec   // informer
 	watchRestarts *prometheus.CounterVec // informer
 	parked        prometheus.Gauge
+	// annotationErrors counts policy annotations ignored, by annotation.
+	annotationErrors *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -60,6 +62,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "logagent_enrich_parked_batches",
 			Help: "Batches waiting for their pod to appear in the cache.",
 		}),
+		annotationErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logagent_enrich_annotation_errors_total",
+			Help: "Policy annotations of pods and namespaces ignored because their value is not understood or not allowed, by annotation (multiline, rate-limit, rate-limit-burst).",
+		}, []string{"annotation"}),
+	}
+	for _, a := range []string{annMultiline, annRateLimit, annRateLimitBurst} {
+		m.annotationErrors.WithLabelValues(a)
 	}
 	// Pre-create the label values so every series exists from the start.
 	for _, r := range []string{resultHit, resultMiss, resultLate, resultDeletedGrace} {
@@ -69,7 +78,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.excluded.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.podsCached, m.lookups, m.excluded, m.synced, m.watchRestarts, m.parked)
+		reg.MustRegister(m.podsCached, m.lookups, m.excluded, m.synced, m.watchRestarts, m.parked, m.annotationErrors)
 	}
 	return m
 }

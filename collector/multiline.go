@@ -1,0 +1,262 @@
+package collector
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// MultilineLimits bound the groups a Joiner builds.
+type MultilineLimits struct {
+	MaxLines     int           // lines per joined record
+	MaxBytes     int           // bytes per joined record, the "\n" separators included
+	FlushTimeout time.Duration // an open group is emitted this long after its last line
+}
+
+// maxTentative bounds the lines a group holds before knowing whether they
+// belong to it.
+const maxTentative = 16
+
+// Joiner joins the records of one file into multiline records by a
+// MultilineRule: a stack trace becomes one record. It keeps one group per
+// stream, so a group never mixes stdout and stderr, and one Joiner serves
+// one file, so a group never spans two files.
+//
+// It sits after the decoder (it joins complete records, partial lines
+// already joined) and before the batch. A record that starts no group and
+// continues none goes straight through, unchanged and uncopied; one that
+// opens a group is held until the group closes. A joined record has the time
+// and stream of its first line and the lines' messages separated by "\n".
+//
+// While a group is open its first line is not delivered, so the file's
+// checkpoint must not pass it: OpenStart gives the offset to hold the
+// checkpoint at, as the decoder's pendingStart does for partial lines. After
+// a crash, reading resumes at the group's first line and joins the group
+// again, whole. The records passed to Add must stay unchanged until they
+// are emitted (the decoder's records do).
+//
+// Not safe for concurrent use.
+type Joiner struct {
+	rule   *MultilineRule
+	start  *mlState // rule.states[0]
+	lim    MultilineLimits
+	m      *multilineMetrics
+	joined prometheus.Counter // groups of this rule
+	groups [2]mlGroup         // by Stream
+}
+
+// mlGroup is one stream's open group.
+type mlGroup struct {
+	open  bool
+	state int
+	first Record // the first line, as it came (emitted as it is if alone)
+	start int64  // file offset of the first line's record
+	buf   []byte // the joined message, once a second line joined (owned)
+	lines int
+	size  int // bytes of the joined message
+
+	// held are lines taken in tentative states, not yet part of the group.
+	held []heldLine
+
+	fresh bool      // got a line since the last FlushIdle
+	last  time.Time // when FlushIdle last found it fresh
+}
+
+type heldLine struct {
+	rec   Record
+	start int64
+}
+
+// NewJoiner returns a joiner for one file by rule. m may be nil (tests).
+func NewJoiner(rule *MultilineRule, lim MultilineLimits, m *multilineMetrics) *Joiner {
+	if m == nil {
+		m = newMultilineMetrics(nil)
+	}
+	lim.MaxLines = max(lim.MaxLines, 1)
+	lim.MaxBytes = max(lim.MaxBytes, 1)
+	return &Joiner{rule: rule, start: &rule.states[0], lim: lim, m: m, joined: m.groups.WithLabelValues(rule.name)}
+}
+
+// Rule is the rule the joiner follows.
+func (j *Joiner) Rule() *MultilineRule { return j.rule }
+
+// Add takes the next record of the file, whose first line starts at file
+// offset start, and emits the records it completes: 0, 1 or more, in order
+// per stream.
+func (j *Joiner) Add(r Record, start int64, emit func(Record)) {
+	g := &j.groups[r.Stream&1]
+	if !g.open {
+		if j.start.rejects(r.Log) {
+			emit(r) // the common line, decided by a byte or two
+			return
+		}
+		j.begin(g, r, start, emit)
+		return
+	}
+	next, ok := j.rule.step(g.state, r.Log)
+	switch {
+	case !ok:
+		// Not part of the group: it ends before this line, which may
+		// start the next one.
+		j.close(g, emit, "")
+		j.begin(g, r, start, emit)
+	case next == stateEnd:
+		j.confirm(g, emit)
+		j.join(g, r, start, emit)
+		j.close(g, emit, "")
+	case j.rule.states[next].tentative:
+		g.state = next
+		g.fresh = true
+		g.held = append(g.held, heldLine{r, start})
+		if len(g.held) > maxTentative {
+			j.close(g, emit, "")
+		}
+	default:
+		g.state = next
+		j.confirm(g, emit)
+		j.join(g, r, start, emit)
+	}
+}
+
+// begin tries r from the start state: it opens a group, or goes on alone.
+func (j *Joiner) begin(g *mlGroup, r Record, start int64, emit func(Record)) {
+	next, ok := j.rule.step(0, r.Log)
+	if !ok || next == stateEnd {
+		emit(r)
+		return
+	}
+	*g = mlGroup{open: true, state: next, first: r, start: start, lines: 1, size: len(r.Log), fresh: true, held: g.held[:0]}
+}
+
+// confirm makes the held lines part of the group: a later line showed they
+// belong to it.
+func (j *Joiner) confirm(g *mlGroup, emit func(Record)) {
+	for i := range g.held {
+		h := g.held[i]
+		j.join(g, h.rec, h.start, emit)
+	}
+	clear(g.held)
+	g.held = g.held[:0]
+}
+
+// join appends a line to the open group, first emitting what the group
+// holds if the line would take it past a bound; the line then starts a new
+// group in the same state, so the rest of a long trace is still joined.
+func (j *Joiner) join(g *mlGroup, r Record, start int64, emit func(Record)) {
+	g.fresh = true
+	switch {
+	case g.lines+1 > j.lim.MaxLines:
+		j.cut(g, r, start, emit, cutMaxLines)
+		return
+	case g.size+1+len(r.Log) > j.lim.MaxBytes:
+		j.cut(g, r, start, emit, cutMaxBytes)
+		return
+	}
+	if g.lines == 1 {
+		g.buf = make([]byte, 0, min(max(4*(len(g.first.Log)+len(r.Log)+1), 512), j.lim.MaxBytes))
+		g.buf = append(g.buf, g.first.Log...)
+	}
+	g.buf = append(g.buf, '\n')
+	g.buf = append(g.buf, r.Log...)
+	g.lines++
+	g.size = len(g.buf)
+}
+
+// cut emits the group as it is and continues it with r as its first line.
+func (j *Joiner) cut(g *mlGroup, r Record, start int64, emit func(Record), reason string) {
+	state := g.state
+	j.emitGroup(g, emit, reason)
+	held := g.held
+	*g = mlGroup{open: true, state: state, first: r, start: start, lines: 1, size: len(r.Log), fresh: true, held: held}
+}
+
+// close emits the open group. Lines held tentatively did not turn out to
+// belong to it: they are tried again from the start state, in order.
+// reason, if not empty, says why the group was cut short (a metric label).
+func (j *Joiner) close(g *mlGroup, emit func(Record), reason string) {
+	held := g.held
+	j.emitGroup(g, emit, reason)
+	*g = mlGroup{}
+	for _, h := range held {
+		j.Add(h.rec, h.start, emit)
+	}
+}
+
+// emitGroup emits the group's confirmed lines as one record.
+func (j *Joiner) emitGroup(g *mlGroup, emit func(Record), reason string) {
+	if reason != "" {
+		j.m.cut[reason].Inc()
+	}
+	if g.lines == 1 {
+		emit(g.first)
+		return
+	}
+	j.joined.Inc()
+	emit(Record{Time: g.first.Time, Stream: g.first.Stream, Log: g.buf[:len(g.buf):len(g.buf)]})
+}
+
+// OpenStart is the file offset of the first line of the oldest open group
+// (ok=false if none). A checkpoint must not go past it.
+func (j *Joiner) OpenStart() (start int64, ok bool) {
+	for i := range j.groups {
+		g := &j.groups[i]
+		if g.open && (!ok || g.start < start) {
+			start, ok = g.start, true
+		}
+	}
+	return start, ok
+}
+
+// FlushIdle emits every group that received no line for FlushTimeout, and
+// returns when the next open group will be due (ok=false if none is open).
+// Call it after each read, with the time of the read, and when the due
+// time comes: a group's idle time runs from the first call that finds it
+// has new lines, so one clock reading per read is all it needs.
+func (j *Joiner) FlushIdle(now time.Time, emit func(Record)) (due time.Time, ok bool) {
+	for i := range j.groups {
+		g := &j.groups[i]
+		if !g.open {
+			continue
+		}
+		if !g.fresh && now.Sub(g.last) >= j.lim.FlushTimeout {
+			j.close(g, emit, cutTimeout)
+		}
+		if !g.open {
+			continue
+		}
+		if g.fresh {
+			// Opened or grown since the last call (possibly by the
+			// lines a timed-out group held back, just above).
+			g.fresh, g.last = false, now
+		}
+		if d := g.last.Add(j.lim.FlushTimeout); !ok || d.Before(due) {
+			due, ok = d, true
+		}
+	}
+	return due, ok
+}
+
+// Flush emits every open group and held line, oldest first: the file is
+// finished for good (or its rule changes).
+func (j *Joiner) Flush(emit func(Record)) {
+	for {
+		i := -1
+		for k := range j.groups {
+			if j.groups[k].open && (i < 0 || j.groups[k].start < j.groups[i].start) {
+				i = k
+			}
+		}
+		if i < 0 {
+			return
+		}
+		j.close(&j.groups[i], emit, "")
+	}
+}
+
+// Reasons a group was emitted before its rule closed it, the values of
+// logagent_collector_multiline_cut_total's reason label.
+const (
+	cutMaxLines = "max_lines"
+	cutMaxBytes = "max_bytes"
+	cutTimeout  = "timeout"
+)
