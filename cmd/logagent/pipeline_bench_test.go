@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -24,10 +23,7 @@ import (
 // forwarding with acknowledgement to a local Forward receiver. It reports the
 // agent process's CPU-seconds (user+sys) and peak RSS, as peers.md does.
 func BenchmarkPipeline(b *testing.B) {
-	bin := filepath.Join(b.TempDir(), "logagent")
-	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".").CombinedOutput(); err != nil { // as make build
-		b.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := agentBinary(b)
 	lines := 20000
 	if os.Getenv("GENLOGS") != "" {
 		lines = 50000
