@@ -45,7 +45,7 @@ fuzz:
 ## bench: micro-benchmarks, then the end-to-end benchmark on genlogs data when ../shared has it
 bench:
 	GENLOGS=$(GENLOGS) $(GO) test -run '^$$' -bench . -benchmem ./collector/ ./enrich/ ./output/
-	GENLOGS=$(GENLOGS) $(GO) test -run '^$$' -bench 'Pipeline' -benchtime 1x -timeout 30m ./cmd/logagent/
+	GENLOGS=$(GENLOGS) $(GO) test -run '^$$' -bench 'Pipeline|Node' -benchtime 1x -timeout 60m ./cmd/logagent/
 
 ## lint: go vet and staticcheck
 lint: $(TOOLS)/bin/staticcheck

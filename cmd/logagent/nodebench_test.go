@@ -87,7 +87,7 @@ func runNodeBench(b *testing.B, w nodeWorkload) {
 		b.Logf("run %d: %d lines written, %d lost, %d duplicates, %d rotations; agent %.2f CPU-s (%.2f while writing, %.1f %% of a core over %s), peak RSS %.1f MiB; latency p50 %s p99 %s max %s",
 			i, r.written, r.lost, r.dups, r.rotations, r.cpu.Seconds(), r.cpuWriting.Seconds(),
 			100*r.cpuWriting.Seconds()/r.window.Seconds(), r.window.Round(time.Millisecond),
-			float64(r.rss)/(1<<20), r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.max.Round(time.Millisecond))
+			float64(r.rss)/(1<<20), r.p50.Round(100*time.Microsecond), r.p99.Round(100*time.Microsecond), r.max.Round(time.Millisecond))
 		if w.idle > 0 {
 			b.Logf("run %d: idle %s: %.3f CPU-s, %.2f %% of a core", i, w.idle, r.idleCPU.Seconds(), 100*r.idleCPU.Seconds()/w.idle.Seconds())
 		}
@@ -96,8 +96,8 @@ func runNodeBench(b *testing.B, w nodeWorkload) {
 	b.ReportMetric(last.cpu.Seconds(), "cpu-s")
 	b.ReportMetric(100*last.cpuWriting.Seconds()/last.window.Seconds(), "core-%")
 	b.ReportMetric(float64(last.rss)/(1<<20), "peak-RSS-MiB")
-	b.ReportMetric(float64(last.p50.Milliseconds()), "p50-ms")
-	b.ReportMetric(float64(last.p99.Milliseconds()), "p99-ms")
+	b.ReportMetric(float64(last.p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(last.p99.Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(last.lost), "lost")
 	if w.idle > 0 {
 		b.ReportMetric(100*last.idleCPU.Seconds()/w.idle.Seconds(), "idle-core-%")
