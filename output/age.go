@@ -9,9 +9,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// recordAgeBuckets are the upper bounds of logagent_output_record_age_seconds:
-// from fresh (tens of milliseconds) to a backlog (a quarter of an hour).
-var recordAgeBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900}
+// recordAgeOpts names the histogram; its buckets go from fresh (tens of
+// milliseconds) to a backlog (a quarter of an hour).
+var recordAgeOpts = prometheus.HistogramOpts{
+	Name:    "logagent_output_record_age_seconds",
+	Help:    "Age of records when delivered (acknowledged by a server, or written): delivery time minus the record's own time from the container runtime.",
+	Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900},
+}
+
+var recordAgeBuckets = recordAgeOpts.Buckets
 
 // ageHistogram is the histogram of record age at delivery: delivery time
 // minus the record's own time (the runtime's timestamp). It is a Prometheus
@@ -26,9 +32,7 @@ type ageHistogram struct {
 
 func newAgeHistogram(output string) *ageHistogram {
 	return &ageHistogram{
-		desc: prometheus.NewDesc("logagent_output_record_age_seconds",
-			"Age of records when delivered (acknowledged by a server, or written): delivery time minus the record's own time from the container runtime.",
-			nil, prometheus.Labels{"output": output}),
+		desc:   prometheus.NewDesc(recordAgeOpts.Name, recordAgeOpts.Help, nil, prometheus.Labels{"output": output}),
 		counts: make([]atomic.Uint64, len(recordAgeBuckets)+1),
 	}
 }
