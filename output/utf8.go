@@ -1,6 +1,7 @@
 package output
 
 import (
+	"encoding/binary"
 	"unicode/utf8"
 
 	"github.com/tinylib/msgp/msgp"
@@ -41,10 +42,26 @@ func validUTF8Len(s []byte) int {
 // appendStr appends s as a msgpack str holding valid UTF-8. The common case,
 // valid input, costs one validity scan on top of the copy.
 func appendStr(b, s []byte) []byte {
-	if utf8.Valid(s) {
+	if validUTF8(s) {
 		return msgp.AppendStringFromBytes(b, s)
 	}
 	return appendValidUTF8(appendStrHeader(b, validUTF8Len(s)), s)
+}
+
+// validUTF8 is utf8.Valid with a faster start for ASCII, which most log
+// lines are: 32 bytes a step, then utf8.Valid from the first block that is
+// not all ASCII.
+func validUTF8(s []byte) bool {
+	const hi = 0x8080808080808080
+	for len(s) >= 32 {
+		w := binary.LittleEndian.Uint64(s[0:8]) | binary.LittleEndian.Uint64(s[8:16]) |
+			binary.LittleEndian.Uint64(s[16:24]) | binary.LittleEndian.Uint64(s[24:32])
+		if w&hi != 0 {
+			break
+		}
+		s = s[32:]
+	}
+	return utf8.Valid(s)
 }
 
 // appendStrHeader appends the header of a msgpack str of n bytes.

@@ -118,3 +118,32 @@ func TestOutputsAgreeOnInvalidUTF8(t *testing.T) {
 		}
 	}
 }
+
+func TestValidUTF8(t *testing.T) {
+	for _, tc := range utf8Cases {
+		for cut := range min(len(tc.in), 70) { // every alignment of the 32-byte steps
+			if got, want := validUTF8(tc.in[cut:]), utf8.Valid(tc.in[cut:]); got != want {
+				t.Errorf("%s from %d: validUTF8 = %v, utf8.Valid = %v", tc.name, cut, got, want)
+			}
+		}
+	}
+	long := []byte(strings.Repeat("0123456789abcdef", 8) + "é" + strings.Repeat("x", 40))
+	for i := range long {
+		b := append([]byte(nil), long...)
+		b[i] = 0xff
+		if validUTF8(b) {
+			t.Errorf("an invalid byte at %d not seen", i)
+		}
+	}
+	if !validUTF8(long) {
+		t.Error("valid input reported invalid")
+	}
+}
+
+func BenchmarkValidUTF8(b *testing.B) {
+	line := []byte(`{"level":"info","ts":"2026-11-26T10:00:00.000000Z","msg":"request served","method":"GET","path":"/api/v1/orders/1","status":200,"duration_ms":7,"bytes":1532}`)
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		validUTF8(line)
+	}
+}
