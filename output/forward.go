@@ -89,6 +89,7 @@ type Forward struct {
 	kick           chan struct{} // wakes the timer loop to re-arm earlier
 	timerAt        time.Time     // when the timer loop will next look; zero: it sleeps
 	nextAckCheck   time.Time
+	flushRound     time.Time // when the current flush round ends
 	closing        bool
 	running        bool
 	// acking counts batches being acknowledged outside the lock (Ack calls
@@ -346,25 +347,26 @@ func (f *Forward) accountLocked(c *chunk) {
 	f.m.queuedBytes.Set(float64(f.queued))
 }
 
-// flushDelay is how long a caught-up chunk waits before it is sealed: the
-// chunks that catch up meanwhile go out together, in one write, and a file
-// written a line at a time gets a few lines per frame. It adds at most this
-// to a record's latency.
+// flushDelay is how long a flush round gathers caught-up chunks before they
+// are sealed: the chunks of every tag that catches up meanwhile go out
+// together, in one write, and a busy file gets several lines per frame. It
+// adds at most this to a record's latency.
 const flushDelay = 5 * time.Millisecond
 
-// flushLocked queues open chunk c, whose file has caught up, to be sealed
-// flushDelay from now, or later when no connection has room (it keeps
-// taking records meanwhile).
+// flushLocked queues open chunk c, whose file has caught up, to be sealed at
+// the end of the current flush round, or later when no connection has room
+// (it keeps taking records meanwhile).
 func (f *Forward) flushLocked(c *chunk, now time.Time) {
 	if c.flushing {
 		return
 	}
-	c.flushing = true
-	c.flushAt = now.Add(min(flushDelay, f.cfg.BatchAge))
-	f.flushq.push(c)
-	if f.flushq.len() == 1 {
-		f.armLocked(c.flushAt)
+	if !now.Before(f.flushRound) {
+		f.flushRound = now.Add(min(flushDelay, f.cfg.BatchAge))
+		f.armLocked(f.flushRound)
 	}
+	c.flushing = true
+	c.flushAt = f.flushRound
+	f.flushq.push(c)
 }
 
 // pumpLocked seals the queued caught-up chunks that are due, oldest first,
