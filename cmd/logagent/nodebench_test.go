@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"compress/gzip"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -396,7 +394,7 @@ func (n *benchNode) compressor() {
 		}
 		sort.Strings(plain)
 		for _, o := range plain[:max(0, len(plain)-1)] { // all but the newest rotation
-			if err := compressFile(o); err == nil {
+			if err := gzipFile(o); err == nil { // as the kubelet: NAME.gz.tmp, renamed, NAME removed
 				gz = append(gz, o+".gz")
 			}
 		}
@@ -406,36 +404,6 @@ func (n *benchNode) compressor() {
 			gz = gz[1:]
 		}
 	}
-}
-
-// compressFile is the kubelet's: write NAME.gz.tmp, rename it to NAME.gz,
-// remove NAME.
-func compressFile(path string) error {
-	in, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(path + ".gz.tmp")
-	if err != nil {
-		return err
-	}
-	zw := gzip.NewWriter(out)
-	if _, err := io.Copy(zw, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(path+".gz.tmp", path+".gz"); err != nil {
-		return err
-	}
-	return os.Remove(path)
 }
 
 // lineTracker counts each line's first arrival and its age then.
