@@ -242,3 +242,23 @@ func TestRecordAgeHistogram(t *testing.T) {
 		t.Errorf("sum %v s, want about 30 × 3 s", s)
 	}
 }
+
+// TestIdleOutputSleeps: once everything is delivered, the output schedules
+// no wake-up at all (no ticker): an idle node costs it nothing.
+func TestIdleOutputSleeps(t *testing.T) {
+	skipShort(t)
+	tally := &forwardtest.Tally{}
+	r := startReceiver(t, "127.0.0.1:0", forwardtest.Config{}, tally)
+	cfg := testConfig(r.Addr())
+	cfg.AckTimeout = 400 * time.Millisecond // ack checks every 50 ms while anything is in flight
+	h := startForward(t, cfg)
+	fd := newFeeder(3, 10)
+	fd.sendN(t, h.f, 6, 5) // not caught up: sealed by age
+	waitFor(t, 10*time.Second, "acks", fd.allAcked)
+	waitFor(t, 10*time.Second, "no wake-up scheduled", func() bool {
+		h.f.mu.Lock()
+		defer h.f.mu.Unlock()
+		return h.f.timerAt.IsZero() && h.f.opened.head == nil && h.f.inFlight == 0
+	})
+	checkTally(t, tally, fd)
+}
