@@ -73,6 +73,10 @@ func BenchmarkPipeline(b *testing.B) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
+		// The agent's own peak (VmHWM), read while it runs: wait4's
+		// ru_maxrss would also count this process's peak before the fork,
+		// as Linux carries it across exec.
+		maxRSS = max(maxRSS, procHWM(b, cmd.Process.Pid))
 		cmd.Process.Signal(syscall.SIGTERM)
 		if err := cmd.Wait(); err != nil {
 			b.Fatalf("agent: %v", err)
@@ -80,7 +84,6 @@ func BenchmarkPipeline(b *testing.B) {
 		recv.Close()
 		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 		cpu += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		maxRSS = max(maxRSS, ru.Maxrss*1024)
 		if got := int64(tally.Records()); got != records {
 			b.Logf("%d records received for %d written (%d duplicates)", got, records, got-records)
 		}
