@@ -154,6 +154,7 @@ func TestDashboard(t *testing.T) {
 		"retries":              "logagent_output_retries_total",
 		"drops":                "logagent_collector_dropped_records_total",
 		"pods cached":          "logagent_enrich_pods_cached",
+		"freshness":            "logagent_output_record_age_seconds_bucket",
 		"per-namespace volume": "sum by (namespace)",
 	} {
 		if !strings.Contains(joined, metric) {

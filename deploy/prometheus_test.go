@@ -142,6 +142,11 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 	})
 
 	t.Run("alert rules load and evaluate", func(t *testing.T) {
+		alerts, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "prometheus", "alerts.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := strings.Count(string(alerts), "\n      - alert: ")
 		waitFor(t, time.Minute, "every rule evaluated without error", func() (bool, string) {
 			var rules struct {
 				Groups []struct {
@@ -166,7 +171,7 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 					n++
 				}
 			}
-			return n == 9, fmt.Sprintf("%d rules loaded, want 9", n)
+			return n == want, fmt.Sprintf("%d rules loaded, want %d (alerts.yaml's)", n, want)
 		})
 	})
 

@@ -44,9 +44,15 @@ type chunk struct {
 	head    []byte // [array header, tag, bin header]
 	opt     []byte // the option map
 	records int
-	bytes   int // len(entries): uncompressed entry bytes, for metrics
+	bytes   int // len(entries): uncompressed entry bytes, for metrics and the window
 	batches []*pending
 	last    *pending // the batch whose records were appended last
+	times   []int64  // each record's own time, for the age histogram at delivery
+
+	ts                 *tagState // the tag it was opened for
+	prevOpen, nextOpen *chunk    // Forward.opened, while open
+	flushing           bool      // queued in Forward.flushq ...
+	flushAt            time.Time // ... to be sealed then (or once there is room)
 
 	state      chunkState
 	conn       *conn
@@ -76,7 +82,8 @@ type encoder struct {
 }
 
 // appendEntry appends [EventTime, {"log", "stream", "kubernetes"}] for r.
-// kube is already msgpack (a map) and is appended as it is.
+// kube is already msgpack (a map) and is appended as it is. The log is sent
+// as valid UTF-8 (see appendStr).
 func (e *encoder) appendEntry(b []byte, r *collector.Record, kube []byte) []byte {
 	b = msgp.AppendArrayHeader(b, 2)
 	e.et = fluent.EventTime(time.Unix(0, r.Time))
@@ -89,7 +96,7 @@ func (e *encoder) appendEntry(b []byte, r *collector.Record, kube []byte) []byte
 		b = msgp.AppendMapHeader(b, 2)
 	}
 	b = msgp.AppendString(b, "log")
-	b = msgp.AppendStringFromBytes(b, r.Log)
+	b = appendStr(b, r.Log)
 	b = msgp.AppendString(b, "stream")
 	b = msgp.AppendString(b, r.Stream.String())
 	if len(kube) > 0 {
@@ -129,17 +136,20 @@ func (c *chunk) frame(requireAck, gzipped bool) {
 func (c *chunk) wireSize() int { return len(c.head) + len(c.payload) + len(c.opt) }
 
 // bufPool recycles entry and payload buffers: batch-sized ones for busy
-// tags, and power-of-two classes from 16 KiB for the rest, so that a quiet
-// tag's chunk does not pin a batch-sized buffer and a growing one is reused.
+// tags, and power-of-two classes from 1 KiB for the rest, so that a quiet
+// tag's chunk does not pin a batch-sized buffer (a node has hundreds of
+// quiet tags) and a growing one is reused. It also recycles the chunks'
+// record-time lists.
 type bufPool struct {
 	classes  [numClasses]sync.Pool // class k: cap >= minClass<<k
-	large    sync.Pool             // cap == largeCap (or a little more)
+	large    sync.Pool             // cap >= largeCap
 	largeCap int
+	times    sync.Pool
 }
 
 const (
-	minClass   = 16 << 10
-	numClasses = 6 // 16 KiB .. 512 KiB
+	minClass   = 1 << 10
+	numClasses = 10 // 1 KiB .. 512 KiB
 )
 
 func newBufPool(batchBytes int) *bufPool {
@@ -151,7 +161,10 @@ func newBufPool(batchBytes int) *bufPool {
 func (p *bufPool) get(size int) []byte {
 	if size >= p.largeCap || size > minClass<<(numClasses-1) {
 		if b, ok := p.large.Get().(*[]byte); ok {
-			return (*b)[:0]
+			if cap(*b) >= size {
+				return (*b)[:0]
+			}
+			p.large.Put(b)
 		}
 		return make([]byte, 0, max(size, p.largeCap))
 	}
@@ -178,6 +191,37 @@ func (p *bufPool) put(b []byte) {
 		p.classes[k].Put(&b)
 	}
 	// Larger ones (one giant record) go to the GC.
+}
+
+// ensure returns b, or a pooled copy of it, with room for n more bytes; the
+// buffer it outgrew goes back to the pool.
+func (p *bufPool) ensure(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	nb := append(p.get(max(len(b)+n, 2*cap(b))), b...)
+	p.put(b)
+	return nb
+}
+
+func (p *bufPool) getTimes() []int64 {
+	if t, ok := p.times.Get().(*[]int64); ok {
+		return (*t)[:0]
+	}
+	return nil
+}
+
+func (p *bufPool) putTimes(t []int64) {
+	if cap(t) > 0 {
+		p.times.Put(&t)
+	}
+}
+
+// entrySize bounds the encoded size of r's entry: its message, the metadata
+// and the fixed fields (a message with invalid UTF-8 may need more; append
+// grows the buffer then).
+func entrySize(r *collector.Record, kube []byte) int {
+	return len(r.Log) + len(kube) + 64
 }
 
 // appendWriter lets gzip write into a byte slice.

@@ -61,8 +61,10 @@ type ForwardConfig struct {
 	// AckTimeout is how long a batch may wait for its ack before it is sent
 	// again (and the connection, presumed broken, is closed). Also the write timeout.
 	AckTimeout time.Duration `yaml:"ack_timeout"`
-	// Window is the number of batches in flight per connection.
-	Window int `yaml:"window"`
+	// WindowBytes bounds the batches in flight per connection: written (or
+	// waiting to be) and not yet acknowledged, by their encoded size. A
+	// connection with less than this in flight takes another batch.
+	WindowBytes int `yaml:"window_bytes"`
 	// QueueBytes bounds the memory of open, queued and unacknowledged batches;
 	// Send blocks while it is exceeded.
 	QueueBytes int `yaml:"queue_bytes"`
@@ -96,7 +98,7 @@ func DefaultForwardConfig() ForwardConfig {
 		BatchAge:     time.Second,
 		RequireAck:   true,
 		AckTimeout:   60 * time.Second,
-		Window:       4,
+		WindowBytes:  4 << 20,
 		QueueBytes:   8 << 20,
 		DialTimeout:  5 * time.Second,
 		RetryMin:     500 * time.Millisecond,
@@ -142,8 +144,8 @@ func (c ForwardConfig) Validate() error {
 	case c.AckTimeout < 0:
 		bad("forward.ack_timeout: must not be negative, got %s", c.AckTimeout)
 	}
-	if c.Window <= 0 {
-		bad("forward.window: must be > 0, got %d", c.Window)
+	if c.WindowBytes <= 0 {
+		bad("forward.window_bytes: must be > 0, got %d", c.WindowBytes)
 	}
 	if c.QueueBytes < c.BatchBytes {
 		bad("forward.queue_bytes: must be >= batch_bytes (%d), got %d", c.BatchBytes, c.QueueBytes)

@@ -48,8 +48,8 @@ shared_key: s3cret
 		cfg.AckTimeout != time.Minute || !cfg.Gzip || !cfg.TLS.Enabled || cfg.SharedKey != "s3cret" {
 		t.Errorf("decoded %+v", cfg)
 	}
-	if !cfg.RequireAck || cfg.Window != 4 {
-		t.Errorf("keys absent from the file lost their defaults: require_ack %v window %d", cfg.RequireAck, cfg.Window)
+	if !cfg.RequireAck || cfg.WindowBytes != 4<<20 {
+		t.Errorf("keys absent from the file lost their defaults: require_ack %v window_bytes %d", cfg.RequireAck, cfg.WindowBytes)
 	}
 }
 
@@ -70,7 +70,7 @@ func TestForwardConfigValidate(t *testing.T) {
 		{"zero age", func(c *ForwardConfig) { c.BatchAge = 0 }, "forward.batch_age"},
 		{"zero ack timeout", func(c *ForwardConfig) { c.AckTimeout = 0 }, "forward.ack_timeout"},
 		{"no ack, no timeout", func(c *ForwardConfig) { c.RequireAck, c.AckTimeout = false, 0 }, ""},
-		{"zero window", func(c *ForwardConfig) { c.Window = 0 }, "forward.window"},
+		{"zero window", func(c *ForwardConfig) { c.WindowBytes = 0 }, "forward.window_bytes"},
 		{"queue below batch", func(c *ForwardConfig) { c.QueueBytes = c.BatchBytes - 1 }, "forward.queue_bytes"},
 		{"zero dial timeout", func(c *ForwardConfig) { c.DialTimeout = 0 }, "forward.dial_timeout"},
 		{"zero retry", func(c *ForwardConfig) { c.RetryMin = 0 }, "forward.retry_min"},

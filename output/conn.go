@@ -11,7 +11,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/fluent/fluent-logger-golang/fluent"
 	"github.com/logagent/logagent/collector"
 	"github.com/tinylib/msgp/msgp"
 )
@@ -26,7 +25,7 @@ type conn struct {
 
 	sendq      []*chunk          // assigned, not yet written
 	inflight   map[string]*chunk // by chunk id: being written or waiting for an ack
-	load       int               // chunks assigned to it and not delivered: at most Window
+	loadBytes  int               // entry bytes assigned to it and not delivered: the window
 	delivered  int
 	failed     bool
 	cleanClose bool // the server closed it while idle
@@ -99,7 +98,7 @@ func (f *Forward) connect(ctx context.Context, s *server) (*conn, error) {
 		srv:        s,
 		raw:        raw,
 		nc:         nc,
-		r:          msgp.NewReaderSize(nc, 4096),
+		r:          newServerReader(nc),
 		inflight:   make(map[string]*chunk),
 		opened:     time.Now(),
 		wakeWriter: make(chan struct{}, 1),
@@ -147,7 +146,7 @@ func classify(err error, def string) string {
 		return reasonTLS
 	case errors.As(err, &ce):
 		return ce.reason
-	case errors.As(err, &typeErr):
+	case errors.As(err, &typeErr), errors.Is(err, errServerLimit):
 		return reasonProtocol
 	}
 	return def
@@ -233,6 +232,8 @@ func (f *Forward) registerConn(cn *conn) {
 	f.m.serverUp.WithLabelValues(cn.srv.addr).Set(1)
 	f.lastUp = time.Now()
 	f.dispatchLocked()
+	f.pumpLocked(time.Now())
+	f.wakeLocked() // Sends waiting while no server was up
 }
 
 // failConnLocked closes cn and puts its unacknowledged chunks back in the
@@ -283,12 +284,19 @@ func (f *Forward) failConnLocked(cn *conn, reason string, err error) {
 			"server", cn.srv.addr, "reason", reason, "error", err, "resend", retried)
 		f.m.errors.WithLabelValues(cn.srv.addr, reason).Inc()
 	}
-	f.notifyLocked()
 	f.dispatchLocked()
+	f.pumpLocked(time.Now())
 }
 
-// writer writes the chunks assigned to cn, one frame at a time.
+// maxWriteChunks bounds the frames written in one go (one writev).
+const maxWriteChunks = 256
+
+// writer writes the chunks assigned to cn: all that are queued at once, in
+// one writev, so that many small frames (one per quiet tag) cost one system
+// call rather than one each.
 func (f *Forward) writer(cn *conn) {
+	var batch []*chunk
+	var bufs net.Buffers
 	for {
 		select {
 		case <-cn.wakeWriter:
@@ -301,63 +309,81 @@ func (f *Forward) writer(cn *conn) {
 				f.mu.Unlock()
 				break
 			}
-			c := cn.sendq[0]
-			cn.sendq[0] = nil
-			cn.sendq = cn.sendq[1:]
-			c.state = chunkWriting
-			if f.cfg.RequireAck {
-				cn.inflight[c.id] = c
+			n := min(len(cn.sendq), maxWriteChunks)
+			batch = append(batch[:0], cn.sendq[:n]...)
+			clear(cn.sendq[:n])
+			cn.sendq = cn.sendq[n:]
+			if len(cn.sendq) == 0 {
+				cn.sendq = nil
+			}
+			for _, c := range batch {
+				c.state = chunkWriting
+				if f.cfg.RequireAck {
+					cn.inflight[c.id] = c
+				}
 			}
 			f.mu.Unlock()
 
-			err := f.prepare(c)
+			var err error
+			bufs = bufs[:0]
+			for _, c := range batch {
+				if err = f.prepare(c); err != nil {
+					break
+				}
+				bufs = append(bufs, c.head, c.payload, c.opt)
+			}
 			if err == nil {
 				cn.nc.SetWriteDeadline(time.Now().Add(f.writeTimeout))
-				bufs := net.Buffers{c.head, c.payload, c.opt}
-				_, err = bufs.WriteTo(cn.nc)
+				w := bufs // WriteTo consumes its receiver
+				_, err = w.WriteTo(cn.nc)
 			}
+			clear(bufs[:cap(bufs)])
 			now := time.Now()
 
 			var acks []*collector.Batch
+			var requeue []*chunk
 			f.mu.Lock()
-			if err == nil {
-				c.sends++
-				c.written = now
-				f.m.recordsSent.WithLabelValues(cn.srv.addr).Add(float64(c.records))
-				f.m.bytesSent.WithLabelValues(cn.srv.addr).Add(float64(c.wireSize()))
-				f.m.batchesSent.WithLabelValues(cn.srv.addr).Inc()
-			}
-			switch {
-			case c.ackedEarly || (err == nil && !f.cfg.RequireAck):
-				// Acknowledged while Write was returning: the server has it all,
-				// even if Write reported an error afterwards.
-				if err != nil {
+			for _, c := range batch {
+				if err == nil {
+					c.sends++
 					c.written = now
+					cn.srv.recordsSent.Add(float64(c.records))
+					cn.srv.bytesSent.Add(float64(c.wireSize()))
+					cn.srv.batchesSent.Inc()
 				}
-				acks = f.deliverLocked(c, cn, now)
+				switch {
+				case c.ackedEarly || (err == nil && !f.cfg.RequireAck):
+					// Acknowledged while Write was returning: the server has it all,
+					// even if Write reported an error afterwards.
+					if err != nil {
+						c.written = now
+					}
+					acks = append(acks, f.deliverLocked(c, cn, now)...)
+				case err == nil && !cn.failed:
+					c.state = chunkInFlight
+				default:
+					// Not written, or written to a connection that died meanwhile.
+					delete(cn.inflight, c.id)
+					cn.loadBytes -= c.bytes
+					requeue = append(requeue, c)
+				}
+			}
+			if len(requeue) > 0 {
+				reason := reasonRead
 				if err != nil {
-					f.failConnLocked(cn, classify(err, reasonWrite), fmt.Errorf("write: %w", err))
+					reason = reasonWrite
 				}
-			case err == nil && !cn.failed:
-				c.state = chunkInFlight
-			default:
-				// Not written, or written to a connection that died meanwhile.
-				delete(cn.inflight, c.id)
-				cn.load--
-				if err != nil {
-					f.m.retries.WithLabelValues(cn.srv.addr, reasonWrite).Inc()
-				} else {
-					f.m.retries.WithLabelValues(cn.srv.addr, reasonRead).Inc()
-				}
-				f.requeueLocked([]*chunk{c}, cn.srv)
-				if err != nil {
-					f.failConnLocked(cn, classify(err, reasonWrite), fmt.Errorf("write: %w", err))
-				} else {
-					f.dispatchLocked()
-				}
+				f.m.retries.WithLabelValues(cn.srv.addr, reason).Add(float64(len(requeue)))
+				f.requeueLocked(requeue, cn.srv)
+			}
+			if err != nil {
+				f.failConnLocked(cn, classify(err, reasonWrite), fmt.Errorf("write: %w", err))
+			} else if len(requeue) > 0 {
+				f.dispatchLocked()
 			}
 			f.mu.Unlock()
-			ackAll(acks)
+			clear(batch)
+			f.ackAll(acks)
 		}
 	}
 }
@@ -389,15 +415,15 @@ func (f *Forward) prepare(c *chunk) error {
 
 // reader reads the server's acks and matches them to chunks by id, in any order.
 func (f *Forward) reader(cn *conn) {
+	var scratch []byte
 	for {
-		var ack fluent.AckResp
-		err := ack.DecodeMsg(cn.r)
+		id, err := readAck(cn.r, scratch[:0])
 		if err != nil {
 			f.mu.Lock()
 			reason := classify(err, reasonRead)
 			switch {
 			case cn.failed:
-			case errors.Is(err, io.EOF) && cn.load == 0:
+			case errors.Is(err, io.EOF) && cn.loadBytes == 0 && len(cn.inflight) == 0:
 				cn.cleanClose = true
 				f.log.Info("forward: server closed an idle connection", "server", cn.srv.addr)
 				f.failConnLocked(cn, "", nil)
@@ -410,14 +436,15 @@ func (f *Forward) reader(cn *conn) {
 			f.mu.Unlock()
 			return
 		}
+		scratch = id
 		now := time.Now()
 		f.mu.Lock()
-		c, ok := cn.inflight[ack.Ack]
+		c, ok := cn.inflight[string(id)]
 		if !ok || cn.failed {
 			f.mu.Unlock()
 			continue // not ours (any more): a late or foreign ack
 		}
-		delete(cn.inflight, ack.Ack)
+		delete(cn.inflight, c.id)
 		if c.state == chunkWriting {
 			c.ackedEarly = true // the writer delivers it when Write returns
 			f.mu.Unlock()
@@ -425,6 +452,6 @@ func (f *Forward) reader(cn *conn) {
 		}
 		acks := f.deliverLocked(c, cn, now)
 		f.mu.Unlock()
-		ackAll(acks)
+		f.ackAll(acks)
 	}
 }

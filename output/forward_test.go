@@ -113,22 +113,24 @@ func TestAcksWithheldThenGiven(t *testing.T) {
 	r := startReceiver(t, "127.0.0.1:0", forwardtest.Config{}, tally)
 	r.HoldAcks()
 	cfg := testConfig(r.Addr())
-	cfg.Window = 3
+	// Chunks sealed by size only (4 KiB and a record more): three fill the window.
+	cfg.WindowBytes = 3 * cfg.BatchBytes
+	cfg.BatchAge = time.Hour
 	h := startForward(t, cfg)
 	fd := newFeeder(2, 200)
 	fd.sendN(t, h.f, 40, 20) // ~190 KB: far more than 3 chunks of 4 KiB
-	waitFor(t, 10*time.Second, "a full window of frames held", func() bool { return r.Held() == cfg.Window })
+	waitFor(t, 10*time.Second, "a full window of frames held", func() bool { return r.Held() == 3 })
 	if got := fd.acked.Load(); got != 0 {
 		t.Fatalf("%d batches acknowledged while every ack is withheld", got)
 	}
-	if got := h.metric(h.f.m.inFlight); got != float64(cfg.Window) {
-		t.Errorf("batches_in_flight = %v, want the window (%d)", got, cfg.Window)
+	if got := h.metric(h.f.m.inFlight); got != 3 {
+		t.Errorf("batches_in_flight = %v, want the window (3 chunks)", got)
 	}
-	if r.Frames() != cfg.Window {
-		t.Errorf("receiver got %d frames, want no more than the window (%d)", r.Frames(), cfg.Window)
+	if r.Frames() != 3 {
+		t.Errorf("receiver got %d frames, want no more than the window (3)", r.Frames())
 	}
 	r.ReleaseAcks(false)
-	waitFor(t, 20*time.Second, "all batches acknowledged", fd.allAcked)
+	closeForward(t, h.f) // seals the last open chunks and waits for every ack
 	if dups := checkTally(t, tally, fd); dups != 0 {
 		t.Errorf("%d duplicates though every ack arrived within ack_timeout", dups)
 	}
@@ -139,20 +141,20 @@ func TestAcksOutOfOrder(t *testing.T) {
 	tally := &forwardtest.Tally{}
 	r := startReceiver(t, "127.0.0.1:0", forwardtest.Config{}, tally)
 	cfg := testConfig(r.Addr())
-	cfg.Window = 8
+	cfg.WindowBytes = 8 * cfg.BatchBytes // eight chunks sealed by size
+	cfg.BatchAge = time.Hour
 	h := startForward(t, cfg)
 	fd := newFeeder(4, 200)
 	for round := range 5 {
 		r.HoldAcks()
-		fd.sendN(t, h.f, 20, 20)
-		waitFor(t, 10*time.Second, "a full window held", func() bool { return r.Held() == cfg.Window })
+		fd.sendN(t, h.f, 20, 20) // ~29 chunks: a backlog beyond the window
+		waitFor(t, 10*time.Second, "a full window held", func() bool { return r.Held() == 8 })
 		before := fd.acked.Load()
 		r.ReleaseAcks(true) // newest first
-		waitFor(t, 20*time.Second, "all batches acknowledged", fd.allAcked)
-		if fd.acked.Load() == before {
-			t.Fatalf("round %d: no batch acknowledged after reversed acks", round)
-		}
+		waitFor(t, 20*time.Second, "batches acknowledged", func() bool { return fd.acked.Load() > before })
+		t.Logf("round %d: %d batches acknowledged", round, fd.acked.Load())
 	}
+	closeForward(t, h.f)
 	if dups := checkTally(t, tally, fd); dups != 0 {
 		t.Errorf("%d duplicates: reversed acks must be matched by id, not treated as failures", dups)
 	}
@@ -386,7 +388,9 @@ func TestBatchSplitAcrossChunksAckedOnce(t *testing.T) {
 	tally := &forwardtest.Tally{}
 	r := startReceiver(t, "127.0.0.1:0", forwardtest.Config{}, tally)
 	r.HoldAcks()
-	h := startForward(t, testConfig(r.Addr()))
+	cfg := testConfig(r.Addr())
+	cfg.WindowBytes = 4 * cfg.BatchBytes // four chunks sealed by size
+	h := startForward(t, cfg)
 	fd := newFeeder(1, 1000)
 	fd.sendN(t, h.f, 1, 20) // ~20 KB in 4 KiB chunks: 5+ chunks
 	waitFor(t, 10*time.Second, "the window held", func() bool { return r.Held() == 4 })
@@ -450,12 +454,54 @@ func TestReady(t *testing.T) {
 	cfg := testConfig(addr)
 	cfg.ReadyTimeout = 50 * time.Millisecond
 	h := startForward(t, cfg)
-	waitFor(t, 10*time.Second, "not ready", func() bool { return h.f.Ready() != nil })
-	if err := h.f.Ready(); !strings.Contains(err.Error(), "no server reachable") || !strings.Contains(err.Error(), "dial") {
+	waitFor(t, 10*time.Second, "a failed dial", func() bool {
+		return h.metric(h.f.m.errors.WithLabelValues(addr, reasonDial)) >= 1
+	})
+	if err := h.f.Ready(); err == nil || !strings.Contains(err.Error(), "no server reached yet") || !strings.Contains(err.Error(), "dial") {
 		t.Errorf("Ready = %v, want it to name the cause", err)
 	}
-	startReceiver(t, addr, forwardtest.Config{}, &forwardtest.Tally{})
+	r := startReceiver(t, addr, forwardtest.Config{}, &forwardtest.Tally{})
 	waitFor(t, 10*time.Second, "ready", func() bool { return h.f.Ready() == nil })
+	r.Close()
+	waitFor(t, 10*time.Second, "not ready once ready_timeout has passed without a server", func() bool { return h.f.Ready() != nil })
+	if err := h.f.Ready(); !strings.Contains(err.Error(), "no server reachable for") {
+		t.Errorf("Ready = %v, want how long no server was reachable", err)
+	}
+}
+
+// TestNotReadyUntilFirstConnection: /readyz fails at once while no server
+// has ever been reached, not only after ready_timeout (issue 13), and a
+// server lost later is given ready_timeout before readiness fails.
+func TestNotReadyUntilFirstConnection(t *testing.T) {
+	skipShort(t)
+	addr := freeAddr(t)
+	cfg := testConfig(addr)
+	cfg.ReadyTimeout = time.Hour
+	f, err := NewForward(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Ready(); err == nil || !strings.Contains(err.Error(), "no server reached yet") {
+		t.Fatalf("Ready before Run = %v, want an error", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := f.Ready(); err == nil {
+		t.Fatal("ready with nothing listening, long before ready_timeout")
+	}
+	r := startReceiver(t, addr, forwardtest.Config{}, &forwardtest.Tally{})
+	waitFor(t, 10*time.Second, "ready", func() bool { return f.Ready() == nil })
+	r.Close()
+	waitFor(t, 10*time.Second, "the connection lost", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.conns) == 0
+	})
+	if err := f.Ready(); err != nil {
+		t.Errorf("Ready = %v within ready_timeout of the last connection", err)
+	}
 }
 
 func TestSendHonoursContextAndEmptyBatches(t *testing.T) {

@@ -120,6 +120,9 @@ func readHelo(r *msgp.Reader) (nonce, auth []byte, err error) {
 	if err != nil {
 		return nil, nil, &handshakeError{fmt.Sprintf("HELO options: %v", err)}
 	}
+	if sz > maxServerElements {
+		return nil, nil, &handshakeError{fmt.Sprintf("HELO options: %d entries: %v", sz, errServerLimit)}
+	}
 	for range sz {
 		key, err := r.ReadString()
 		if err != nil {
@@ -131,7 +134,7 @@ func readHelo(r *msgp.Reader) (nonce, auth []byte, err error) {
 		case "auth":
 			auth, err = readStrOrBin(r)
 		default:
-			err = r.Skip()
+			err = skipValue(r, 1)
 		}
 		if err != nil {
 			return nil, nil, &handshakeError{fmt.Sprintf("HELO option %s: %v", key, err)}
@@ -147,14 +150,16 @@ func readStrOrBin(r *msgp.Reader) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	var b []byte
 	switch t {
 	case msgp.BinType:
-		return r.ReadBytes(nil)
+		b, err = r.ReadBytes(nil)
 	case msgp.NilType:
-		return nil, r.ReadNil()
+		err = r.ReadNil()
 	default:
-		return r.ReadStringAsBytes(nil)
+		b, err = r.ReadStringAsBytes(nil)
 	}
+	return b, limitErr(err)
 }
 
 func sha512Hex(parts ...string) string {

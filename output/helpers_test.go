@@ -246,6 +246,16 @@ func freeAddr(t testing.TB) string {
 	return addr
 }
 
+// closeForward closes f, which seals what is open and waits for every ack.
+func closeForward(t testing.TB, f *Forward) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := f.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
 func skipShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("network scenario with a live receiver: skipped with -short")

@@ -17,6 +17,7 @@ type metrics struct {
 	ackLatency   prometheus.Histogram
 	serverUp     *prometheus.GaugeVec // server
 	badMetadata  prometheus.Counter
+	recordAge    *ageHistogram
 }
 
 // Error and retry reasons.
@@ -31,8 +32,9 @@ const (
 	reasonProtocol   = "protocol"    // the server sent something that is not an ack
 )
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, output string) *metrics {
 	m := &metrics{
+		recordAge: newAgeHistogram(output),
 		recordsSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "logagent_output_records_sent_total",
 			Help: "Records written to a Forward server, re-sends included.",
@@ -89,7 +91,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.recordsSent, m.bytesSent, m.batchesSent, m.recordsAcked, m.bytesAcked,
-			m.batchesAcked, m.retries, m.errors, m.inFlight, m.queuedBytes, m.ackLatency, m.serverUp, m.badMetadata)
+			m.batchesAcked, m.retries, m.errors, m.inFlight, m.queuedBytes, m.ackLatency, m.serverUp, m.badMetadata, m.recordAge)
 	}
 	return m
 }

@@ -23,7 +23,9 @@ type Stdout struct {
 	tags    *tagCache
 	records prometheus.Counter
 	errors  prometheus.Counter
+	age     *ageHistogram
 	buf     []byte
+	times   []int64
 }
 
 // NewStdout writes to w; tag is the tag template (as the Forward output's).
@@ -45,8 +47,9 @@ func NewStdout(w io.Writer, tag string, reg prometheus.Registerer) (*Stdout, err
 			Help: "Failed writes to standard output.",
 		}),
 	}
+	s.age = newAgeHistogram("stdout")
 	if reg != nil {
-		reg.MustRegister(s.records, s.errors)
+		reg.MustRegister(s.records, s.errors, s.age)
 	}
 	return s, nil
 }
@@ -94,6 +97,11 @@ func (s *Stdout) Send(ctx context.Context, b *collector.Batch) error {
 		return fmt.Errorf("stdout: %w", err)
 	}
 	s.records.Add(float64(len(b.Records)))
+	s.times = s.times[:0]
+	for _, r := range b.Records {
+		s.times = append(s.times, r.Time)
+	}
+	s.age.observe(time.Now(), s.times)
 	b.Ack()
 	return nil
 }
@@ -102,8 +110,8 @@ type jsonBuffer struct{ b []byte }
 
 func (j *jsonBuffer) Write(p []byte) (int, error) { j.b = append(j.b, p...); return len(p), nil }
 
-// appendJSONString quotes s as a JSON string. Invalid UTF-8 becomes U+FFFD,
-// as encoding/json does.
+// appendJSONString quotes s as a JSON string. Each invalid UTF-8 byte becomes
+// U+FFFD (encoding/json's rule), as in the Forward output (appendStr).
 func appendJSONString(buf, s []byte) []byte {
 	q, _ := json.Marshal(string(s))
 	return append(buf, q...)

@@ -96,7 +96,7 @@ func (t tagTemplate) render(src *collector.Source) string {
 			b.WriteString(s.Node)
 		}
 	}
-	return b.String()
+	return validString(b.String())
 }
 
 // maxCachedTags bounds the tag cache. Sources come and go with files; when the

@@ -382,6 +382,10 @@ func (r *Receiver) readOptions(mr *msgp.Reader, rec *Receipt) (int, error) {
 // parseEntries walks concatenated [time, record] entries, checking each.
 func (r *Receiver) parseEntries(b []byte, rec *Receipt, kubes map[string][]byte) int {
 	count := 0
+	var arrived time.Time
+	if r.tally.Observe != nil {
+		arrived = time.Now()
+	}
 	for len(b) > 0 {
 		var err error
 		var sz uint32
@@ -411,7 +415,7 @@ func (r *Receiver) parseEntries(b []byte, rec *Receipt, kubes map[string][]byte)
 			return count
 		}
 		count++
-		if r.tally.CountOnly {
+		if r.tally.CountOnly && r.tally.Observe == nil {
 			if b, err = msgp.Skip(b); err != nil {
 				r.tally.invalidEntry("entry %d: record: %v", count, err)
 				return count
@@ -423,7 +427,12 @@ func (r *Receiver) parseEntries(b []byte, rec *Receipt, kubes map[string][]byte)
 			r.tally.invalidEntry("entry %d: %v", count, err)
 			return count
 		}
-		rec.Events = append(rec.Events, ev)
+		if r.tally.Observe != nil {
+			r.tally.Observe(arrived, &ev)
+		}
+		if !r.tally.CountOnly {
+			rec.Events = append(rec.Events, ev)
+		}
 	}
 	return count
 }

@@ -33,6 +33,11 @@ type Receipt struct {
 type Tally struct {
 	// CountOnly skips decoding records and keeps no receipts: for benchmarks.
 	CountOnly bool
+	// Observe, when set, is called for every entry received (CountOnly or
+	// not) with the time its frame arrived, before the frame is acknowledged.
+	// Receivers call it from one goroutine per connection: it must be safe
+	// for concurrent use. ev is only valid during the call.
+	Observe func(arrived time.Time, ev *Event)
 
 	mu       sync.Mutex
 	records  int
