@@ -360,7 +360,7 @@ func TestHelmRejectsBadValues(t *testing.T) {
 		// config.* is checked key by key, with the agent's own schema.
 		{[]string{"config.forwrd.gzip=true"}, "additional properties 'forwrd' not allowed"},
 		{[]string{"config.collector.rotate_wait=soon"}, "/config/collector/rotate_wait"},
-		{[]string{"config.forward.window=many"}, "/config/forward/window"},
+		{[]string{"config.forward.window_bytes=many"}, "/config/forward/window_bytes"},
 		{[]string{"hostPaths.state=var/lib/logagent"}, "/hostPaths/state"},
 	} {
 		t.Run(strings.Join(tc.set, ","), func(t *testing.T) {

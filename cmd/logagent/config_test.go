@@ -156,7 +156,7 @@ forward:
   servers:
     - address: nohost
   batch_bytes: -1
-  window: 0
+  window_bytes: 0
 `)
 	code, _, stderr := runMain(t, "check", "--config", file)
 	if code == 0 {
@@ -171,7 +171,7 @@ forward:
 		// problem in one pass, not one per edit.
 		"forward.servers[0].address:",
 		"forward.batch_bytes:",
-		"forward.window:",
+		"forward.window_bytes:",
 		"node_name: must be set",
 		"--enrich=false",
 	} {

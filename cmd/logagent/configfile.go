@@ -159,15 +159,46 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string, problems *[]error) {
 	}
 }
 
-// fieldByKey finds the struct field whose yaml tag is key.
+// fieldByKey finds the struct field whose yaml tag is key, looking into
+// `yaml:",inline"` fields as the YAML decoder does.
 func fieldByKey(v reflect.Value, key string) (reflect.Value, bool) {
-	t := v.Type()
-	for i := range t.NumField() {
-		if name := yamlName(t.Field(i)); name != "" && name == key {
-			return v.Field(i), true
+	for _, f := range yamlFields(v.Type()) {
+		if f.name == key {
+			return v.FieldByIndex(f.index), true
 		}
 	}
 	return reflect.Value{}, false
+}
+
+// yamlField is one key of a struct in the file and where its field is.
+type yamlField struct {
+	name  string
+	index []int
+	field reflect.StructField
+}
+
+// yamlFields lists the keys of struct type t in field order, with the keys
+// of inline fields in their place.
+func yamlFields(t reflect.Type) []yamlField {
+	var out []yamlField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" && opts == "inline" && f.Type.Kind() == reflect.Struct {
+			for _, in := range yamlFields(f.Type) {
+				in.index = append([]int{i}, in.index...)
+				out = append(out, in)
+			}
+			continue
+		}
+		if name := yamlName(f); name != "" {
+			out = append(out, yamlField{name: name, index: []int{i}, field: f})
+		}
+	}
+	return out
 }
 
 // yamlName is a field's key in the file, "" for a field that has none.
@@ -181,10 +212,8 @@ func yamlName(f reflect.StructField) string {
 
 func keys(t reflect.Type) []string {
 	var out []string
-	for i := range t.NumField() {
-		if name := yamlName(t.Field(i)); name != "" {
-			out = append(out, name)
-		}
+	for _, f := range yamlFields(t) {
+		out = append(out, f.name)
 	}
 	return out
 }
@@ -317,14 +346,9 @@ func knownKeyNames() map[string]bool {
 	out := map[string]bool{}
 	var walk func(t reflect.Type)
 	walk = func(t reflect.Type) {
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name := yamlName(f)
-			if name == "" {
-				continue
-			}
-			out[name] = true
-			ft := f.Type
+		for _, f := range yamlFields(t) {
+			out[f.name] = true
+			ft := f.field.Type
 			if ft.Kind() == reflect.Slice {
 				ft = ft.Elem()
 			}

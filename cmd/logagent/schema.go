@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+
+	"github.com/logagent/logagent/collector"
 )
 
 // The JSON Schema of the configuration file is generated from Config, the
@@ -39,25 +41,29 @@ func configSchema() map[string]any {
 	return s
 }
 
+var byteSizeType = reflect.TypeOf(collector.ByteSize(0))
+
 func schemaOf(t reflect.Type, path string) map[string]any {
 	switch {
 	case t == durationType:
 		return map[string]any{"type": "string", "pattern": durationPattern}
 	case t.Kind() == reflect.Struct:
 		props := map[string]any{}
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if name := yamlName(f); name != "" {
-				props[name] = schemaOf(f.Type, joinPath(path, name))
-			}
+		for _, f := range yamlFields(t) {
+			props[f.name] = schemaOf(f.field.Type, joinPath(path, f.name))
 		}
 		s := map[string]any{"type": "object", "additionalProperties": false, "properties": props}
 		if req, ok := schemaRequired[path]; ok {
 			s["required"] = req
 		}
 		return s
+	case t == byteSizeType:
+		// A number of bytes, or a size with its unit ("2MiB", "500KiB/s").
+		return map[string]any{"type": []string{"integer", "string"}}
 	case t.Kind() == reflect.Slice:
 		return map[string]any{"type": "array", "items": schemaOf(t.Elem(), path+"[]")}
+	case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String:
+		return map[string]any{"type": "object", "additionalProperties": schemaOf(t.Elem(), path+".*")}
 	case t.Kind() == reflect.Bool:
 		return map[string]any{"type": "boolean"}
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
