@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/logagent/logagent/collector"
@@ -143,6 +144,8 @@ func classify(err error, def string) string {
 // the loop ends; a recycled one drains beside its successor.
 func (f *Forward) serverLoop(ctx context.Context, s *server) {
 	defer f.serverExited(s)
+	var drains sync.WaitGroup // replaced connections still delivering
+	defer drains.Wait()
 	attempt := 0
 	for {
 		f.mu.Lock()
@@ -212,7 +215,7 @@ func (f *Forward) serverLoop(ctx context.Context, s *server) {
 			f.mu.Lock()
 			f.retireConnLocked(cn)
 			f.mu.Unlock()
-			f.loops.Go(drain)
+			drains.Go(drain)
 			attempt = 0
 			continue
 		}
