@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
+	"net"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/logagent/logagent/collector/collectortest"
+	"github.com/logagent/logagent/output"
 	"github.com/logagent/logagent/output/forwardtest"
 )
 
@@ -81,5 +85,84 @@ func TestForwardDeliversLongRecordsWhole(t *testing.T) {
 	}
 	if invalid, errs := tally.Invalid(); invalid > 0 {
 		t.Errorf("%d invalid entries: %v", invalid, errs)
+	}
+}
+
+// TestDiscoveryAndDebugServers: the agent binary's configuration finds its
+// Forward server by a DNS name (localhost, from /etc/hosts, through the
+// resolver the agent uses) and /debug/servers shows it, connected and
+// delivering, with the discovery's lookups.
+func TestDiscoveryAndDebugServers(t *testing.T) {
+	node, err := collectortest.Generate(t.TempDir(), 2, 500, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tally := &forwardtest.Tally{}
+	recv, err := forwardtest.Start("127.0.0.1:0", forwardtest.Config{}, tally)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Close()
+	_, port, _ := net.SplitHostPort(recv.Addr())
+	file := writeConfig(t, "output: forward\nforward:\n  discovery:\n    name: localhost\n    port: "+port+"\n    refresh: 1s\n")
+	cfg, err := loadConfig("test", []string{"--config", file, "--log-glob", node.Glob(),
+		"--state-dir", filepath.Join(t.TempDir(), "state"), "--listen", "127.0.0.1:0", "--enrich=false"}, envMap(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newAgent(cfg, newLogger(cfg.Log, io.Discard), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := listen(cfg.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for int64(tally.Records()) < node.Records && time.Now().Before(deadline) {
+		select {
+		case <-tally.Changed():
+		case <-time.After(time.Second):
+		}
+	}
+	if got := int64(tally.Records()); got != node.Records {
+		t.Fatalf("%d records received, want %d", got, node.Records)
+	}
+	var st output.Status
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/debug/servers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = output.Status{}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("/debug/servers: %v, %s", err, resp.Header.Get("Content-Type"))
+		}
+		if len(st.Servers) == 1 && st.Servers[0].RecordsDelivered == node.Records {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(st.Servers) != 1 {
+		t.Fatalf("/debug/servers: %+v, want the one server localhost resolves to", st)
+	}
+	s := st.Servers[0]
+	if s.Address != recv.Addr() || s.Origin != "localhost" || s.State != output.StateConnected ||
+		s.RecordsDelivered != node.Records || s.ConnectedSince.IsZero() {
+		t.Errorf("/debug/servers: %+v", s)
+	}
+	if d := st.Discovery; d == nil || d.Name != "localhost" || d.Type != "A" || d.Servers != 1 || d.LastSuccess.IsZero() {
+		t.Errorf("/debug/servers discovery: %+v", d)
 	}
 }
