@@ -813,8 +813,10 @@ func (f *Forward) Close(ctx context.Context) error {
 func (f *Forward) Ready() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.conns) > 0 {
-		return nil
+	for _, cn := range f.conns {
+		if !cn.retiring {
+			return nil
+		}
 	}
 	if f.lastUp.IsZero() {
 		if f.lastErr != nil {

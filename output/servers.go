@@ -275,6 +275,7 @@ func (f *Forward) retireConnLocked(cn *conn) {
 		return
 	}
 	cn.retiring = true
+	f.lastUp = time.Now()
 	s := cn.srv
 	if s.conn == cn {
 		s.conn = nil
