@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -136,80 +135,6 @@ func NewForward(cfg ForwardConfig, reg prometheus.Registerer, log *slog.Logger) 
 	}
 	f.reconcileLocked()
 	return f, nil
-}
-
-// settings are what Reconfigure loads from a configuration before it
-// changes anything: files that must load, and derived values.
-type settings struct {
-	tls          *tlsFiles
-	selfHost     string
-	writeTimeout time.Duration
-}
-
-// prepareSettings loads what cfg names: TLS files (unless keep's TLS
-// configuration is the same), and the shared keys' files, so that a
-// configuration whose files do not load is refused as a whole.
-func (f *Forward) prepareSettings(cfg ForwardConfig, keep *tlsFiles) (settings, error) {
-	st := settings{selfHost: cfg.SelfHostname, writeTimeout: cfg.AckTimeout}
-	if st.writeTimeout <= 0 {
-		st.writeTimeout = 30 * time.Second
-	}
-	if cfg.TLS.Enabled {
-		if keep != nil && keep.cfg == cfg.TLS {
-			st.tls = keep
-		} else {
-			var err error
-			if st.tls, err = newTLSFiles(cfg.TLS, f.m, f.log); err != nil {
-				return st, err
-			}
-		}
-	}
-	// Every secret file named must be readable now; it is read again at
-	// every connect.
-	handshake := false
-	files := func(path string, a ServerAuth, used bool) error {
-		handshake = handshake || (used && a.enabled())
-		for _, f := range []struct{ key, name string }{{"shared_key_file", a.SharedKeyFile}, {"password_file", a.PasswordFile}} {
-			if f.name != "" {
-				if _, err := readSecretFile(path+"."+f.key, f.name); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	if err := files("forward", cfg.auth(), false); err != nil {
-		return st, err
-	}
-	for i, s := range cfg.Servers {
-		if err := files(fmt.Sprintf("forward.servers[%d]", i), s.ServerAuth, true); err != nil {
-			return st, err
-		}
-		handshake = handshake || s.ServerAuth.or(cfg.auth()).enabled()
-	}
-	if cfg.Discovery.Name != "" {
-		if err := files("forward.discovery", cfg.Discovery.ServerAuth, true); err != nil {
-			return st, err
-		}
-		handshake = handshake || cfg.Discovery.ServerAuth.or(cfg.auth()).enabled()
-	}
-	if st.selfHost == "" && handshake {
-		var err error
-		if st.selfHost, err = os.Hostname(); err != nil {
-			return st, fmt.Errorf("forward.self_hostname: not set and os.Hostname failed: %w", err)
-		}
-	}
-	return st, nil
-}
-
-// loadSettings prepares cfg's settings and makes them the output's.
-func (f *Forward) loadSettings(cfg ForwardConfig) error {
-	st, err := f.prepareSettings(cfg, nil)
-	if err != nil {
-		return err
-	}
-	f.tls, f.selfHost, f.writeTimeout = st.tls, st.selfHost, st.writeTimeout
-	return nil
 }
 
 // Send encodes b's records into its tag's open chunk. It blocks while the

@@ -3,6 +3,7 @@ package output
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 )
@@ -118,4 +119,52 @@ func (f *Forward) Reconfigure(cfg ForwardConfig) error {
 func IsNotLive(err error) bool {
 	var nl *NotLiveError
 	return errors.As(err, &nl)
+}
+
+// settings are what Reconfigure loads from a configuration before it
+// changes anything: files that must load, and derived values.
+type settings struct {
+	tls          *tlsFiles
+	selfHost     string
+	writeTimeout time.Duration
+}
+
+// prepareSettings loads what cfg names: TLS files (unless keep's TLS
+// configuration is the same), and the shared keys' files, so that a
+// configuration whose files do not load is refused as a whole.
+func (f *Forward) prepareSettings(cfg ForwardConfig, keep *tlsFiles) (settings, error) {
+	st := settings{selfHost: cfg.SelfHostname, writeTimeout: cfg.AckTimeout}
+	if st.writeTimeout <= 0 {
+		st.writeTimeout = 30 * time.Second
+	}
+	if cfg.TLS.Enabled {
+		if keep != nil && keep.cfg == cfg.TLS {
+			st.tls = keep
+		} else {
+			var err error
+			if st.tls, err = newTLSFiles(cfg.TLS, f.m, f.log); err != nil {
+				return st, err
+			}
+		}
+	}
+	if err := checkSecretFiles(cfg); err != nil {
+		return st, err
+	}
+	if st.selfHost == "" && needsHandshake(cfg) {
+		var err error
+		if st.selfHost, err = os.Hostname(); err != nil {
+			return st, fmt.Errorf("forward.self_hostname: not set and os.Hostname failed: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// loadSettings prepares cfg's settings and makes them the output's.
+func (f *Forward) loadSettings(cfg ForwardConfig) error {
+	st, err := f.prepareSettings(cfg, nil)
+	if err != nil {
+		return err
+	}
+	f.tls, f.selfHost, f.writeTimeout = st.tls, st.selfHost, st.writeTimeout
+	return nil
 }

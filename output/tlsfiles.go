@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 )
@@ -131,36 +130,4 @@ func sameContent(a, b [3][]byte) bool {
 		}
 	}
 	return true
-}
-
-// readSecretFile reads a shared key or password from a file, as a Secret
-// mounted as a volume holds it: surrounding whitespace (the newline an
-// editor or echo adds) is not part of it.
-func readSecretFile(key, path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", key, err)
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", fmt.Errorf("%s: %s is empty", key, path)
-	}
-	return s, nil
-}
-
-// secrets returns a's shared key, user name and password, reading the files
-// it names.
-func (a ServerAuth) secrets() (key, user, password string, err error) {
-	key, password = a.SharedKey, a.Password
-	if a.SharedKeyFile != "" {
-		if key, err = readSecretFile("shared_key_file", a.SharedKeyFile); err != nil {
-			return "", "", "", err
-		}
-	}
-	if a.PasswordFile != "" {
-		if password, err = readSecretFile("password_file", a.PasswordFile); err != nil {
-			return "", "", "", err
-		}
-	}
-	return key, a.Username, password, nil
 }
