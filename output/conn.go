@@ -226,6 +226,9 @@ func (f *Forward) serverLoop(ctx context.Context, s *server) {
 		f.mu.Lock()
 		healthy := cn.delivered > 0 || (cn.cleanClose && time.Since(cn.opened) > f.cfg.RetryMin)
 		delay := f.backoffLocked(attempt)
+		if !healthy {
+			s.state = stateBackoff
+		}
 		f.mu.Unlock()
 		if healthy {
 			// It worked until now: try again at once, then back off.
