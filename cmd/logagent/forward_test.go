@@ -30,36 +30,10 @@ func TestForwardDeliversLongRecordsWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer recv.Close()
-	cfg, err := loadConfig("test", []string{
-		"--output", "forward", "--forward", recv.Addr(), "--log-glob", node.Glob(),
+	startAgent(t, "--output", "forward", "--forward", recv.Addr(), "--log-glob", node.Glob(),
 		"--state-dir", filepath.Join(t.TempDir(), "state"), "--listen", "127.0.0.1:0",
-		"--node-name", "node-a", "--enrich=false",
-	}, envMap(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := newAgent(cfg, newLogger(cfg.Log, io.Discard), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := listen(cfg.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.run(ctx, ln) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for int64(tally.Records()) < node.Records && time.Now().Before(deadline) {
-		select {
-		case <-tally.Changed():
-		case <-time.After(time.Second):
-		}
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+		"--node-name", "node-a", "--enrich=false")
+	waitRecords(tally, node.Records)
 	if got := int64(tally.Records()); got != node.Records {
 		t.Fatalf("%d records received, want %d", got, node.Records)
 	}
@@ -105,41 +79,16 @@ func TestDiscoveryAndDebugServers(t *testing.T) {
 	defer recv.Close()
 	_, port, _ := net.SplitHostPort(recv.Addr())
 	file := writeConfig(t, "output: forward\nforward:\n  discovery:\n    name: localhost\n    port: "+port+"\n    refresh: 1s\n")
-	cfg, err := loadConfig("test", []string{"--config", file, "--log-glob", node.Glob(),
-		"--state-dir", filepath.Join(t.TempDir(), "state"), "--listen", "127.0.0.1:0", "--enrich=false"}, envMap(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := newAgent(cfg, newLogger(cfg.Log, io.Discard), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := listen(cfg.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.run(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for int64(tally.Records()) < node.Records && time.Now().Before(deadline) {
-		select {
-		case <-tally.Changed():
-		case <-time.After(time.Second):
-		}
-	}
+	addr := startAgent(t, "--config", file, "--log-glob", node.Glob(),
+		"--state-dir", filepath.Join(t.TempDir(), "state"), "--listen", "127.0.0.1:0", "--enrich=false")
+	waitRecords(tally, node.Records)
 	if got := int64(tally.Records()); got != node.Records {
 		t.Fatalf("%d records received, want %d", got, node.Records)
 	}
 	var st output.Status
+	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + ln.Addr().String() + "/debug/servers")
+		resp, err := http.Get("http://" + addr + "/debug/servers")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,5 +113,44 @@ func TestDiscoveryAndDebugServers(t *testing.T) {
 	}
 	if d := st.Discovery; d == nil || d.Name != "localhost" || d.Type != "A" || d.Servers != 1 || d.LastSuccess.IsZero() {
 		t.Errorf("/debug/servers discovery: %+v", d)
+	}
+}
+
+// startAgent runs the agent with args until the test ends and returns the
+// address of its HTTP listener.
+func startAgent(t *testing.T, args ...string) string {
+	t.Helper()
+	cfg, err := loadConfig("test", args, envMap(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newAgent(cfg, newLogger(cfg.Log, io.Discard), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := listen(cfg.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// waitRecords waits until tally has n records, or a minute has passed.
+func waitRecords(tally *forwardtest.Tally, n int64) {
+	deadline := time.Now().Add(60 * time.Second)
+	for int64(tally.Records()) < n && time.Now().Before(deadline) {
+		select {
+		case <-tally.Changed():
+		case <-time.After(time.Second):
+		}
 	}
 }
