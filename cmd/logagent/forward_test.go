@@ -20,16 +20,7 @@ import (
 // every long record arrives joined, whole (peers.md: Fluent Bit's cri join
 // lost or split some of these).
 func TestForwardDeliversLongRecordsWhole(t *testing.T) {
-	node, err := collectortest.Generate(t.TempDir(), 4, 2000, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tally := &forwardtest.Tally{}
-	recv, err := forwardtest.Start("127.0.0.1:0", forwardtest.Config{}, tally)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer recv.Close()
+	node, tally, recv := nodeAndReceiver(t, 4, 2000)
 	startAgent(t, "--output", "forward", "--forward", recv.Addr(), "--log-glob", node.Glob(),
 		"--state-dir", filepath.Join(t.TempDir(), "state"), "--listen", "127.0.0.1:0",
 		"--node-name", "node-a", "--enrich=false")
@@ -67,16 +58,7 @@ func TestForwardDeliversLongRecordsWhole(t *testing.T) {
 // resolver the agent uses) and /debug/servers shows it, connected and
 // delivering, with the discovery's lookups.
 func TestDiscoveryAndDebugServers(t *testing.T) {
-	node, err := collectortest.Generate(t.TempDir(), 2, 500, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tally := &forwardtest.Tally{}
-	recv, err := forwardtest.Start("127.0.0.1:0", forwardtest.Config{}, tally)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer recv.Close()
+	node, tally, recv := nodeAndReceiver(t, 2, 500)
 	_, port, _ := net.SplitHostPort(recv.Addr())
 	file := writeConfig(t, "output: forward\nforward:\n  discovery:\n    name: localhost\n    port: "+port+"\n    refresh: 1s\n")
 	addr := startAgent(t, "--config", file, "--log-glob", node.Glob(),
@@ -153,4 +135,21 @@ func waitRecords(tally *forwardtest.Tally, n int64) {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// nodeAndReceiver writes a node's logs (pods containers, lines each) and
+// starts a Forward receiver for the test.
+func nodeAndReceiver(t *testing.T, pods, lines int) (*collectortest.Node, *forwardtest.Tally, *forwardtest.Receiver) {
+	t.Helper()
+	node, err := collectortest.Generate(t.TempDir(), pods, lines, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tally := &forwardtest.Tally{}
+	recv, err := forwardtest.Start("127.0.0.1:0", forwardtest.Config{}, tally)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(recv.Close)
+	return node, tally, recv
 }
