@@ -1,6 +1,7 @@
 package output
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strconv"
@@ -248,5 +249,49 @@ func TestDiscoverySRVPriorityAndWeight(t *testing.T) {
 		if s.weight != DefaultWeight || s.standby || s.origin != "_f._tcp.x." {
 			t.Errorf("A-like records: %+v, want weight %d, primary, origin the name", s, DefaultWeight)
 		}
+	}
+}
+
+// TestDiscoveryLookup: what each record type resolves to, as the servers'
+// addresses, dial addresses and TLS names; which answers are "no record"
+// and which are failures.
+func TestDiscoveryLookup(t *testing.T) {
+	d := startDNS(t)
+	d.setA("fluentd.test.", "10.0.0.2", "10.0.0.1", "10.0.0.2")
+	d.setAAAA("fluentd.test.", "fd00::1")
+	d.setSRV("_forward._tcp.fluentd.test.", srvRecord("fluentd-1.fluentd.test", 24225, 0, 10), srvRecord("fluentd-0.fluentd.test", 24224, 0, 10))
+	d.setA("empty.test.")
+	f := &Forward{resolver: d.resolver()}
+	for _, tc := range []struct {
+		typ, name string
+		want      []discoveredRecord
+		err       string // "notfound", "failure" or ""
+	}{
+		{DiscoveryA, "fluentd.test.", []discoveredRecord{
+			{addr: "10.0.0.1:24224", dial: "10.0.0.1:24224", host: "fluentd.test"},
+			{addr: "10.0.0.2:24224", dial: "10.0.0.2:24224", host: "fluentd.test"},
+		}, ""},
+		{DiscoveryAAAA, "fluentd.test.", []discoveredRecord{{addr: "[fd00::1]:24224", dial: "[fd00::1]:24224", host: "fluentd.test"}}, ""},
+		{DiscoverySRV, "_forward._tcp.fluentd.test.", []discoveredRecord{
+			{addr: "fluentd-0.fluentd.test:24224", dial: "fluentd-0.fluentd.test.:24224", host: "fluentd-0.fluentd.test", weight: 10},
+			{addr: "fluentd-1.fluentd.test:24225", dial: "fluentd-1.fluentd.test.:24225", host: "fluentd-1.fluentd.test", weight: 10},
+		}, ""},
+		{DiscoveryA, "empty.test.", nil, "notfound"},
+		{DiscoveryA, "unknown.test.", nil, "notfound"},
+		{DiscoverySRV, "_forward._tcp.unknown.test.", nil, "notfound"},
+	} {
+		got, err := f.lookup(context.Background(), DiscoveryConfig{Name: tc.name, Type: tc.typ, Port: 24224})
+		switch {
+		case tc.err == "notfound" && !notFound(err):
+			t.Errorf("%s %s: error %v, want not found", tc.typ, tc.name, err)
+		case tc.err == "" && err != nil:
+			t.Errorf("%s %s: %v", tc.typ, tc.name, err)
+		case fmt.Sprint(got) != fmt.Sprint(tc.want):
+			t.Errorf("%s %s = %+v, want %+v", tc.typ, tc.name, got, tc.want)
+		}
+	}
+	d.setFail(true)
+	if _, err := f.lookup(context.Background(), DiscoveryConfig{Name: "fluentd.test.", Type: DiscoveryA, Port: 1}); err == nil || notFound(err) {
+		t.Errorf("SERVFAIL: error %v, want a failure that is not 'not found'", err)
 	}
 }

@@ -20,6 +20,7 @@ type testDNS struct {
 
 	mu      sync.Mutex
 	a       map[string][]string // FQDN -> IPv4 addresses
+	aaaa    map[string][]string // FQDN -> IPv6 addresses
 	srv     map[string][]*dns.SRV
 	fail    bool // answer SERVFAIL
 	queries atomic.Int64
@@ -31,7 +32,7 @@ func startDNS(t testing.TB) *testDNS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &testDNS{addr: pc.LocalAddr().String(), a: map[string][]string{}, srv: map[string][]*dns.SRV{}}
+	d := &testDNS{addr: pc.LocalAddr().String(), a: map[string][]string{}, aaaa: map[string][]string{}, srv: map[string][]*dns.SRV{}}
 	started := make(chan struct{})
 	server := &dns.Server{PacketConn: pc, Handler: d, NotifyStartedFunc: func() { close(started) }}
 	go server.ActivateAndServe()
@@ -65,6 +66,13 @@ func (d *testDNS) setSRV(name string, records ...*dns.SRV) {
 	}
 }
 
+// setAAAA sets name's AAAA records.
+func (d *testDNS) setAAAA(name string, ips ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.aaaa[dns.Fqdn(name)] = ips
+}
+
 func (d *testDNS) setFail(fail bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -93,13 +101,18 @@ func (d *testDNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		return dns.RR_Header{Name: q.Name, Rrtype: t, Class: dns.ClassINET, Ttl: 5}
 	}
 	ips, hasA := d.a[name]
+	ip6s, hasAAAA := d.aaaa[name]
 	srvs, hasSRV := d.srv[name]
 	switch {
-	case !hasA && !hasSRV:
+	case !hasA && !hasAAAA && !hasSRV:
 		m.Rcode = dns.RcodeNameError
 	case q.Qtype == dns.TypeA:
 		for _, ip := range ips {
 			m.Answer = append(m.Answer, &dns.A{Hdr: hdr(dns.TypeA), A: net.ParseIP(ip)})
+		}
+	case q.Qtype == dns.TypeAAAA:
+		for _, ip := range ip6s {
+			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr(dns.TypeAAAA), AAAA: net.ParseIP(ip)})
 		}
 	case q.Qtype == dns.TypeSRV:
 		for _, s := range srvs {
