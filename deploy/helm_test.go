@@ -122,6 +122,10 @@ config:
       - address: fluentd-0.logging.svc:24224
       - address: fluentd-1.logging.svc:24224
         standby: true
+    discovery:
+      name: _forward._tcp.fluentd-headless.logging.svc.cluster.local.
+      type: SRV
+      refresh: 30s
     gzip: true
     require_ack: true
 tls:
@@ -160,6 +164,14 @@ podAnnotations:
 extraEnv:
   - name: LOGAGENT_READ_FROM
     value: tail
+extraVolumes:
+  - name: fluentd-b-auth
+    secret:
+      secretName: fluentd-b-auth
+extraVolumeMounts:
+  - name: fluentd-b-auth
+    mountPath: /etc/logagent/fluentd-b
+    readOnly: true
 podMonitor:
   interval: 15s
   labels:
@@ -200,6 +212,10 @@ func TestHelmValues(t *testing.T) {
 		}
 		if got := get(cfg, "forward", "tls"); !reflect.DeepEqual(got, wantTLS) {
 			t.Errorf("forward.tls = %v, want %v", got, wantTLS)
+		}
+		wantDiscovery := map[string]any{"name": "_forward._tcp.fluentd-headless.logging.svc.cluster.local.", "type": "SRV", "refresh": "30s"}
+		if got := get(cfg, "forward", "discovery"); !reflect.DeepEqual(got, wantDiscovery) {
+			t.Errorf("forward.discovery = %v, want %v", got, wantDiscovery)
 		}
 		if got := get(cfg, "forward", "gzip"); got != true {
 			t.Errorf("forward.gzip = %v, want true", got)
@@ -245,6 +261,19 @@ func TestHelmValues(t *testing.T) {
 		}
 		if env["NODE_NAME"] == nil {
 			t.Error("NODE_NAME is gone from env")
+		}
+	})
+
+	t.Run("extra volumes and mounts", func(t *testing.T) {
+		vols := get(pod, "spec", "volumes").([]any)
+		want := map[string]any{"name": "fluentd-b-auth", "secret": map[string]any{"secretName": "fluentd-b-auth"}}
+		if last := vols[len(vols)-1]; !reflect.DeepEqual(last, want) {
+			t.Errorf("last volume = %v, want %v", last, want)
+		}
+		mounts := c["volumeMounts"].([]any)
+		wantMount := map[string]any{"name": "fluentd-b-auth", "mountPath": "/etc/logagent/fluentd-b", "readOnly": true}
+		if last := mounts[len(mounts)-1]; !reflect.DeepEqual(last, wantMount) {
+			t.Errorf("last volume mount = %v, want %v", last, wantMount)
 		}
 	})
 

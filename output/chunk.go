@@ -44,7 +44,8 @@ type chunk struct {
 	head    []byte // [array header, tag, bin header]
 	opt     []byte // the option map
 	records int
-	bytes   int // len(entries): uncompressed entry bytes, for metrics and the window
+	bytes   int  // len(entries): uncompressed entry bytes, for metrics and the window
+	gzip    bool // forward.gzip when it was sealed
 	batches []*pending
 	last    *pending // the batch whose records were appended last
 	times   []int64  // each record's own time, for the age histogram at delivery

@@ -138,13 +138,13 @@ func TestBackoff(t *testing.T) {
 	f.cfg.RetryMin, f.cfg.RetryMax = 100, 1000
 	for attempt, want := range []int64{100, 200, 400, 800, 1000, 1000} {
 		for range 50 {
-			d := int64(f.backoff(attempt))
+			d := int64(f.backoffLocked(attempt))
 			if d < want/2 || d > want {
 				t.Fatalf("backoff(%d) = %d, want in [%d, %d]", attempt, d, want/2, want)
 			}
 		}
 	}
-	if d := f.backoff(1000); d > f.cfg.RetryMax {
+	if d := f.backoffLocked(1000); d > f.cfg.RetryMax {
 		t.Errorf("backoff overflowed: %v", d)
 	}
 }

@@ -20,6 +20,105 @@ type Server struct {
 	// Standby servers get traffic only while no primary server is up
 	// (Fluentd out_forward's <server> standby semantics).
 	Standby bool `yaml:"standby"`
+	// Weight is the server's share of the traffic relative to the others'
+	// (Fluentd's <server> weight): 0 means DefaultWeight.
+	Weight int `yaml:"weight"`
+	// Its own shared key and user, instead of forward's.
+	ServerAuth `yaml:",inline"`
+}
+
+// DefaultWeight is a server's weight when none is given: Fluentd's, so that
+// weights copied from an out_forward configuration keep their ratios.
+const DefaultWeight = 60
+
+// maxWeight is SRV's largest weight.
+const maxWeight = 65535
+
+// ServerAuth is a server's side of the shared-key handshake (Fluentd's
+// per-server shared_key, username and password). What it leaves empty comes
+// from forward's own keys. A *_file is read again on every connect, so a
+// mounted Secret that changes is used by the next connection.
+type ServerAuth struct {
+	// SharedKey turns on the HELO/PING/PONG handshake with this server.
+	SharedKey string `yaml:"shared_key"`
+	// SharedKeyFile holds the shared key (surrounding whitespace ignored).
+	SharedKeyFile string `yaml:"shared_key_file"`
+	// Username answers the server's user authentication, if it asks.
+	Username string `yaml:"username"`
+	// Password is the user's password.
+	Password string `yaml:"password"`
+	// PasswordFile holds the password (surrounding whitespace ignored).
+	PasswordFile string `yaml:"password_file"`
+}
+
+// or fills what a leaves empty from def: the shared key, the user name and
+// the password each on its own.
+func (a ServerAuth) or(def ServerAuth) ServerAuth {
+	if a.SharedKey == "" && a.SharedKeyFile == "" {
+		a.SharedKey, a.SharedKeyFile = def.SharedKey, def.SharedKeyFile
+	}
+	if a.Username == "" {
+		a.Username = def.Username
+	}
+	if a.Password == "" && a.PasswordFile == "" {
+		a.Password, a.PasswordFile = def.Password, def.PasswordFile
+	}
+	return a
+}
+
+// enabled reports whether the handshake is on.
+func (a ServerAuth) enabled() bool { return a.SharedKey != "" || a.SharedKeyFile != "" }
+
+// check names what is wrong with a at path.
+func (a ServerAuth) check(path string, bad func(string, ...any)) {
+	if a.SharedKey != "" && a.SharedKeyFile != "" {
+		bad("%s.shared_key and %s.shared_key_file: set one, not both", path, path)
+	}
+	if a.Password != "" && a.PasswordFile != "" {
+		bad("%s.password and %s.password_file: set one, not both", path, path)
+	}
+}
+
+func (a ServerAuth) hasUser() bool {
+	return a.Username != "" || a.Password != "" || a.PasswordFile != ""
+}
+
+// userWithoutKey reports whether own, completed from forward's keys, has a
+// user but no shared key: the user authentication is part of the handshake.
+// inherited says whether the user came from forward's keys.
+func userWithoutKey(own, global ServerAuth) (bad, inherited bool) {
+	eff := own.or(global)
+	return !eff.enabled() && eff.hasUser(), !own.hasUser()
+}
+
+// Discovery types: which DNS records name the servers.
+const (
+	DiscoveryA    = "A"    // IPv4 addresses, with Port
+	DiscoveryAAAA = "AAAA" // IPv6 addresses, with Port
+	DiscoverySRV  = "SRV"  // host names and ports
+)
+
+// DiscoveryConfig finds Forward servers in DNS, as a Kubernetes headless
+// Service publishes the ready pods of a StatefulSet, and follows them as the
+// answer changes.
+type DiscoveryConfig struct {
+	// Name is the DNS name to resolve; empty turns discovery off. For SRV,
+	// the full record name (_forward._tcp.fluentd.logging.svc.cluster.local).
+	Name string `yaml:"name"`
+	// Type is A, AAAA or SRV.
+	Type string `yaml:"type"`
+	// Port is the servers' port for A and AAAA answers (SRV gives its own).
+	Port int `yaml:"port"`
+	// Refresh is how often Name is resolved again.
+	Refresh time.Duration `yaml:"refresh"`
+	// Standby makes every discovered server a standby. With SRV, the records
+	// of other than the lowest priority are standbys too.
+	Standby bool `yaml:"standby"`
+	// Weight is each discovered server's weight; SRV records' own weights
+	// keep their ratios around it.
+	Weight int `yaml:"weight"`
+	// The discovered servers' shared key and user, instead of forward's.
+	ServerAuth `yaml:",inline"`
 }
 
 // TLSConfig secures the connections to every server.
@@ -43,6 +142,8 @@ type TLSConfig struct {
 // keys missing from the config file keep their defaults.
 type ForwardConfig struct {
 	Servers []Server `yaml:"servers"`
+	// Discovery adds the servers a DNS name resolves to, and follows them.
+	Discovery DiscoveryConfig `yaml:"discovery"`
 	// Tag is the Fluentd tag template. Placeholders: {namespace}, {pod},
 	// {pod_uid}, {container}, {container_id}, {node}. The default follows
 	// Fluent Bit's kube.* convention for the /var/log/containers link.
@@ -79,11 +180,22 @@ type ForwardConfig struct {
 	TLS          TLSConfig     `yaml:"tls"`
 	// SharedKey turns on the HELO/PING/PONG handshake (Fluentd <security>).
 	SharedKey string `yaml:"shared_key"`
+	// SharedKeyFile holds the shared key instead (a mounted Secret); read
+	// again on every connect.
+	SharedKeyFile string `yaml:"shared_key_file"`
 	// SelfHostname is sent in PING; empty means os.Hostname().
 	SelfHostname string `yaml:"self_hostname"`
 	// Username and Password answer the server's user authentication, if it asks.
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
+	// PasswordFile holds the password instead; read again on every connect.
+	PasswordFile string `yaml:"password_file"`
+}
+
+// auth is forward's own shared key and user, which servers inherit.
+func (c ForwardConfig) auth() ServerAuth {
+	return ServerAuth{SharedKey: c.SharedKey, SharedKeyFile: c.SharedKeyFile,
+		Username: c.Username, Password: c.Password, PasswordFile: c.PasswordFile}
 }
 
 // DefaultTag is Fluent Bit's tag for a container's /var/log/containers link
@@ -104,6 +216,12 @@ func DefaultForwardConfig() ForwardConfig {
 		RetryMin:     500 * time.Millisecond,
 		RetryMax:     30 * time.Second,
 		ReadyTimeout: 60 * time.Second,
+		Discovery: DiscoveryConfig{
+			Type:    DiscoveryA,
+			Port:    24224,
+			Refresh: 10 * time.Second,
+			Weight:  DefaultWeight,
+		},
 	}
 }
 
@@ -111,20 +229,51 @@ func DefaultForwardConfig() ForwardConfig {
 func (c ForwardConfig) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if len(c.Servers) == 0 {
-		bad("forward.servers: at least one server is required")
+	if len(c.Servers) == 0 && c.Discovery.Name == "" {
+		bad("forward.servers: at least one server (or forward.discovery.name) is required")
+	}
+	// A user without a shared key: at the server that names the user, or
+	// once at forward's keys when the servers inherit them.
+	inheritedUserNoKey := false
+	userNoKey := func(path string, own ServerAuth) {
+		switch isBad, inherited := userWithoutKey(own, c.auth()); {
+		case isBad && inherited:
+			inheritedUserNoKey = true
+		case isBad:
+			bad("%s: username/password need a shared_key (user authentication is part of the handshake): "+
+				"set shared_key or shared_key_file there or in forward", path)
+		}
 	}
 	primaries := 0
+	seen := make(map[string]bool, len(c.Servers))
 	for i, s := range c.Servers {
+		path := fmt.Sprintf("forward.servers[%d]", i)
 		if err := checkAddress(s.Address); err != nil {
-			bad("forward.servers[%d].address: %w", i, err)
+			bad("%s.address: %w", path, err)
+		} else if seen[s.Address] {
+			bad("%s.address: %s is listed twice", path, s.Address)
 		}
+		seen[s.Address] = true
 		if !s.Standby {
 			primaries++
 		}
+		if s.Weight < 0 || s.Weight > maxWeight {
+			bad("%s.weight: must be 0 (the default, %d) to %d, got %d", path, DefaultWeight, maxWeight, s.Weight)
+		}
+		s.ServerAuth.check(path, bad)
+		userNoKey(path, s.ServerAuth)
 	}
-	if len(c.Servers) > 0 && primaries == 0 {
+	d := c.Discovery
+	if len(c.Servers) > 0 && primaries == 0 && (d.Name == "" || d.Standby) {
 		bad("forward.servers: every server is a standby; at least one must not be")
+	}
+	d.check(bad)
+	if d.Name != "" {
+		userNoKey("forward.discovery", d.ServerAuth)
+	}
+	c.auth().check("forward", bad)
+	if inheritedUserNoKey {
+		bad("forward.username/password: user authentication needs forward.shared_key or shared_key_file (it is part of the handshake)")
 	}
 	if _, err := parseTagTemplate(c.Tag); err != nil {
 		bad("forward.tag: %w", err)
@@ -167,10 +316,61 @@ func (c ForwardConfig) Validate() error {
 	if !c.TLS.Enabled && (c.TLS.CAFile != "" || c.TLS.CertFile != "" || c.TLS.ServerName != "" || c.TLS.InsecureSkipVerify) {
 		bad("forward.tls.enabled: tls settings are given but tls is not enabled")
 	}
-	if c.SharedKey == "" && (c.Username != "" || c.Password != "") {
-		bad("forward.username/password: user authentication needs forward.shared_key (it is part of the handshake)")
+	if len(c.Servers) == 0 && c.Discovery.Name != "" && c.Discovery.Standby {
+		bad("forward.discovery.standby: the discovered servers are the only ones; they cannot all be standbys")
 	}
 	return errors.Join(errs...)
+}
+
+// check names what is wrong with the discovery keys. Type, port and refresh
+// are checked even when Name is empty, as the schema checks them.
+func (d DiscoveryConfig) check(bad func(string, ...any)) {
+	if d.Name != "" {
+		if err := checkDNSName(d.Name); err != nil {
+			bad("forward.discovery.name: %w", err)
+		}
+		if d.Type == DiscoverySRV && !strings.HasPrefix(d.Name, "_") {
+			bad("forward.discovery.name: an SRV name starts with _service._proto. (e.g. _forward._tcp.%s), got %q", d.Name, d.Name)
+		}
+	}
+	switch d.Type {
+	case DiscoveryA, DiscoveryAAAA, DiscoverySRV:
+	default:
+		bad("forward.discovery.type: must be A, AAAA or SRV, not %q", d.Type)
+	}
+	if d.Port <= 0 || d.Port > 65535 {
+		bad("forward.discovery.port: must be 1-65535, got %d", d.Port)
+	}
+	if d.Refresh < time.Second {
+		bad("forward.discovery.refresh: must be at least 1s, got %s", d.Refresh)
+	}
+	if d.Weight < 0 || d.Weight > maxWeight {
+		bad("forward.discovery.weight: must be 0 (the default, %d) to %d, got %d", DefaultWeight, maxWeight, d.Weight)
+	}
+	d.ServerAuth.check("forward.discovery", bad)
+}
+
+// checkDNSName accepts a host name as DNS has it (letters, digits, '-', '_'
+// and dots, labels of at most 63 bytes), with or without the final dot.
+func checkDNSName(name string) error {
+	if strings.Contains(name, ":") {
+		return fmt.Errorf("%q: a DNS name without a port (the port is forward.discovery.port, or the SRV record's)", name)
+	}
+	n := strings.TrimSuffix(name, ".")
+	if n == "" || len(n) > 253 {
+		return fmt.Errorf("%q is not a DNS name", name)
+	}
+	for _, label := range strings.Split(n, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("%q is not a DNS name: empty or too long label", name)
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return fmt.Errorf("%q is not a DNS name: %q is not allowed", name, r)
+			}
+		}
+	}
+	return nil
 }
 
 // ParseServers parses the --forward flag: "host:port,host2:port". A missing

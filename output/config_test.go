@@ -29,6 +29,13 @@ servers:
   - address: fluentd-0.logging:24224
   - address: fluentd-standby.logging:24224
     standby: true
+    weight: 20
+    shared_key_file: /etc/logagent/standby/shared_key
+discovery:
+  name: _forward._tcp.fluentd.logging.svc.cluster.local
+  type: SRV
+  refresh: 30s
+  password_file: /etc/logagent/fluentd/password
 batch_bytes: 524288
 batch_age: 2s
 gzip: true
@@ -47,6 +54,13 @@ shared_key: s3cret
 	if len(cfg.Servers) != 2 || !cfg.Servers[1].Standby || cfg.BatchAge != 2*time.Second ||
 		cfg.AckTimeout != time.Minute || !cfg.Gzip || !cfg.TLS.Enabled || cfg.SharedKey != "s3cret" {
 		t.Errorf("decoded %+v", cfg)
+	}
+	if s := cfg.Servers[1]; s.Weight != 20 || s.SharedKeyFile != "/etc/logagent/standby/shared_key" {
+		t.Errorf("server: %+v", s)
+	}
+	if d := cfg.Discovery; d.Name != "_forward._tcp.fluentd.logging.svc.cluster.local" || d.Type != "SRV" ||
+		d.Refresh != 30*time.Second || d.PasswordFile != "/etc/logagent/fluentd/password" || d.Port != 24224 || d.Weight != DefaultWeight {
+		t.Errorf("discovery: %+v", d)
 	}
 	if !cfg.RequireAck || cfg.WindowBytes != 4<<20 {
 		t.Errorf("keys absent from the file lost their defaults: require_ack %v window_bytes %d", cfg.RequireAck, cfg.WindowBytes)
@@ -78,7 +92,37 @@ func TestForwardConfigValidate(t *testing.T) {
 		{"zero ready", func(c *ForwardConfig) { c.ReadyTimeout = 0 }, "forward.ready_timeout"},
 		{"cert without key", func(c *ForwardConfig) { c.TLS.Enabled, c.TLS.CertFile = true, "c.pem" }, "key_file"},
 		{"tls settings while off", func(c *ForwardConfig) { c.TLS.CAFile = "ca.pem" }, "forward.tls.enabled"},
-		{"user without key", func(c *ForwardConfig) { c.Username = "u" }, "shared_key"},
+		{"user without key", func(c *ForwardConfig) { c.Username = "u" }, "forward.username/password"},
+		{"duplicate address", func(c *ForwardConfig) { c.Servers = append(c.Servers, c.Servers[0]) }, "listed twice"},
+		{"negative weight", func(c *ForwardConfig) { c.Servers[0].Weight = -1 }, "forward.servers[0].weight"},
+		{"weight beyond SRV's", func(c *ForwardConfig) { c.Servers[0].Weight = 65536 }, "forward.servers[0].weight"},
+		{"key and key file", func(c *ForwardConfig) { c.Servers[0].SharedKey, c.Servers[0].SharedKeyFile = "k", "f" }, "set one, not both"},
+		{"password and password file", func(c *ForwardConfig) {
+			c.SharedKey, c.Password, c.PasswordFile = "k", "p", "f"
+		}, "forward.password and forward.password_file"},
+		{"server's user without key", func(c *ForwardConfig) { c.Servers[0].Username = "u" }, "forward.servers[0]: username/password need a shared_key"},
+		{"server's own key, forward's user", func(c *ForwardConfig) { c.Servers[0].SharedKey, c.Username = "k", "u" }, ""},
+		{"forward's key file, server's user", func(c *ForwardConfig) { c.SharedKeyFile, c.Servers[0].Username = "/k", "u" }, ""},
+		{"discovery alone", func(c *ForwardConfig) { c.Servers, c.Discovery.Name = nil, "fluentd.logging.svc.cluster.local" }, ""},
+		{"neither servers nor discovery", func(c *ForwardConfig) { c.Servers = nil }, "or forward.discovery.name"},
+		{"discovery name with a port", func(c *ForwardConfig) { c.Discovery.Name = "fluentd:24224" }, "forward.discovery.name"},
+		{"discovery name not DNS", func(c *ForwardConfig) { c.Discovery.Name = "fluentd..svc" }, "not a DNS name"},
+		{"discovery type", func(c *ForwardConfig) { c.Discovery.Type = "MX" }, "forward.discovery.type"},
+		{"SRV name without _service._proto", func(c *ForwardConfig) {
+			c.Discovery.Name, c.Discovery.Type = "fluentd.logging", DiscoverySRV
+		}, "_forward._tcp.fluentd.logging"},
+		{"discovery port", func(c *ForwardConfig) { c.Discovery.Port = 0 }, "forward.discovery.port"},
+		{"discovery refresh", func(c *ForwardConfig) { c.Discovery.Refresh = 100 * time.Millisecond }, "forward.discovery.refresh"},
+		{"discovery weight", func(c *ForwardConfig) { c.Discovery.Weight = -5 }, "forward.discovery.weight"},
+		{"discovered user without key", func(c *ForwardConfig) {
+			c.Discovery.Name, c.Discovery.Username = "fluentd", "u"
+		}, "forward.discovery: username/password"},
+		{"static standbys, discovered primaries", func(c *ForwardConfig) {
+			c.Servers[0].Standby, c.Discovery.Name = true, "fluentd"
+		}, ""},
+		{"only discovered standbys", func(c *ForwardConfig) {
+			c.Servers, c.Discovery.Name, c.Discovery.Standby = nil, "fluentd", true
+		}, "cannot all be standbys"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultForwardConfig()

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
+	"sync"
 	"time"
 
 	"github.com/logagent/logagent/collector"
@@ -26,39 +26,14 @@ type conn struct {
 	sendq      []*chunk          // assigned, not yet written
 	inflight   map[string]*chunk // by chunk id: being written or waiting for an ack
 	loadBytes  int               // entry bytes assigned to it and not delivered: the window
+	loadChunks int               // chunks assigned to it and not delivered
 	delivered  int
 	failed     bool
+	retiring   bool // takes no new chunks; closed once those it has are delivered
 	cleanClose bool // the server closed it while idle
 	opened     time.Time
 	wakeWriter chan struct{}
 	done       chan struct{} // closed when failed
-}
-
-func loadTLS(c TLSConfig) (*tls.Config, error) {
-	tc := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         c.ServerName,
-		InsecureSkipVerify: c.InsecureSkipVerify,
-	}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("forward.tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("forward.tls.ca_file: %s holds no PEM certificate", c.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("forward.tls.cert_file/key_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // connectError says at which stage connecting failed.
@@ -71,21 +46,32 @@ func (e *connectError) Error() string { return e.err.Error() }
 func (e *connectError) Unwrap() error { return e.err }
 
 // connect dials s (resolving its host name again), runs TLS and the
-// shared-key handshake, all within dial_timeout.
+// shared-key handshake, all within dial_timeout, with the settings as they
+// are now: TLS files and secret files are read again for each connection.
 func (f *Forward) connect(ctx context.Context, s *server) (*conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.DialTimeout)
+	f.mu.Lock()
+	spec, dialTimeout, tlsFiles, selfHost := s.spec, f.cfg.DialTimeout, f.tls, f.selfHost
+	f.mu.Unlock()
+	var key, user, password string
+	if spec.auth.enabled() {
+		var err error
+		if key, user, password, err = spec.auth.secrets(); err != nil {
+			return nil, &connectError{reasonAuth, err}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	d := net.Dialer{KeepAlive: 30 * time.Second}
-	raw, err := d.DialContext(ctx, "tcp", s.addr)
+	d := net.Dialer{KeepAlive: 30 * time.Second, Resolver: f.resolver}
+	raw, err := d.DialContext(ctx, "tcp", spec.dial)
 	if err != nil {
 		return nil, &connectError{reasonDial, err}
 	}
 	nc := raw
-	if f.tlsConf != nil {
-		tc := f.tlsConf
+	if tlsFiles != nil {
+		tc := tlsFiles.config()
 		if tc.ServerName == "" {
 			tc = tc.Clone()
-			tc.ServerName = s.host
+			tc.ServerName = spec.host
 		}
 		tlsConn := tls.Client(raw, tc)
 		if err := tlsConn.HandshakeContext(ctx); err != nil {
@@ -104,10 +90,10 @@ func (f *Forward) connect(ctx context.Context, s *server) (*conn, error) {
 		wakeWriter: make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
-	if f.cfg.SharedKey != "" {
+	if key != "" {
 		deadline, _ := ctx.Deadline()
 		raw.SetDeadline(deadline)
-		err := sharedKeyHandshake(cn.r, nc, f.selfHost, f.cfg.SharedKey, f.cfg.Username, f.cfg.Password)
+		err := sharedKeyHandshake(cn.r, nc, selfHost, key, user, password)
 		if err != nil {
 			raw.Close()
 			return nil, &connectError{classify(err, reasonHandshake), err}
@@ -152,62 +138,105 @@ func classify(err error, def string) string {
 	return def
 }
 
-// serverLoop keeps one connection to s until ctx is done: connect, run,
-// and after a failure reconnect with backoff while the other servers take
-// the traffic.
+// serverLoop keeps one connection to s until ctx is done or s is removed:
+// connect, run, and after a failure reconnect with backoff while the other
+// servers take the traffic. A removed server's connection is drained before
+// the loop ends; a recycled one drains beside its successor.
 func (f *Forward) serverLoop(ctx context.Context, s *server) {
+	defer f.serverExited(s)
+	var drains sync.WaitGroup // replaced connections still delivering
+	defer drains.Wait()
 	attempt := 0
-	for ctx.Err() == nil {
-		cn, err := f.connect(ctx, s)
+	for {
+		f.mu.Lock()
+		select {
+		case <-s.recycle: // this connection is made with the spec as it is now
+		default:
+		}
+		s.state = stateConnecting
+		f.mu.Unlock()
+		if s.ctx.Err() != nil {
+			return
+		}
+		cn, err := f.connect(s.ctx, s)
 		if err != nil {
-			if ctx.Err() != nil {
+			if s.ctx.Err() != nil {
 				return
 			}
 			reason := classify(err, reasonDial)
-			delay := f.backoff(attempt)
+			f.mu.Lock()
+			delay := f.backoffLocked(attempt)
+			addr := s.spec.addr
+			f.lastErr = fmt.Errorf("%s: %s: %w", addr, reason, err)
+			s.lastErr, s.lastErrAt, s.state = f.lastErr, time.Now(), stateBackoff
+			f.mu.Unlock()
 			attempt++
 			f.log.Error("forward: cannot connect to server; batches stay queued",
-				"server", s.addr, "reason", reason, "error", err, "retry_in", delay.Round(time.Millisecond))
-			f.m.errors.WithLabelValues(s.addr, reason).Inc()
-			f.mu.Lock()
-			f.lastErr = fmt.Errorf("%s: %s: %w", s.addr, reason, err)
-			f.mu.Unlock()
-			if !sleepCtx(ctx, delay) {
+				"server", addr, "reason", reason, "error", err, "retry_in", delay.Round(time.Millisecond))
+			f.m.errors.WithLabelValues(addr, reason).Inc()
+			if !sleepCtx(s.ctx, delay) {
 				return
 			}
 			continue
 		}
-		f.log.Info("forward: connected", "server", s.addr, "standby", s.standby,
-			"tls", f.tlsConf != nil, "shared_key", f.cfg.SharedKey != "")
-		f.registerConn(cn)
+		if !f.registerConn(cn) {
+			cn.raw.Close() // removed while connecting
+			return
+		}
 
 		writerDone := make(chan struct{})
 		go func() { defer close(writerDone); f.writer(cn) }()
 		readerDone := make(chan struct{})
 		go func() { defer close(readerDone); f.reader(cn) }()
+		// drain waits for a retiring cn to deliver what it has (or fail),
+		// unless Run ends first.
+		drain := func() {
+			select {
+			case <-cn.done:
+			case <-ctx.Done():
+				f.mu.Lock()
+				f.failConnLocked(cn, "", nil)
+				f.mu.Unlock()
+			}
+			<-writerDone
+			<-readerDone
+		}
 		select {
 		case <-cn.done:
-		case <-ctx.Done():
+		case <-s.ctx.Done(): // removed, or Run ends
 			f.mu.Lock()
-			f.failConnLocked(cn, "", nil)
+			if ctx.Err() != nil {
+				f.failConnLocked(cn, "", nil)
+			} else {
+				f.retireConnLocked(cn)
+			}
 			f.mu.Unlock()
+		case <-s.recycle:
+			f.mu.Lock()
+			f.retireConnLocked(cn)
+			f.mu.Unlock()
+			drains.Go(drain)
+			attempt = 0
+			continue
 		}
-		<-writerDone
-		<-readerDone
-		if ctx.Err() != nil {
+		drain()
+		if s.ctx.Err() != nil {
 			return
 		}
 		f.mu.Lock()
 		healthy := cn.delivered > 0 || (cn.cleanClose && time.Since(cn.opened) > f.cfg.RetryMin)
+		delay := f.backoffLocked(attempt)
+		if !healthy {
+			s.state = stateBackoff
+		}
 		f.mu.Unlock()
 		if healthy {
 			// It worked until now: try again at once, then back off.
 			attempt = 0
 			continue
 		}
-		delay := f.backoff(attempt)
 		attempt++
-		if !sleepCtx(ctx, delay) {
+		if !sleepCtx(s.ctx, delay) {
 			return
 		}
 	}
@@ -224,16 +253,26 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (f *Forward) registerConn(cn *conn) {
+// registerConn makes cn take traffic; false if its server was removed meanwhile.
+func (f *Forward) registerConn(cn *conn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	s := cn.srv
+	if s.removed || s.ctx.Err() != nil {
+		return false
+	}
+	now := time.Now()
 	f.conns = append(f.conns, cn)
-	cn.srv.up = true
-	f.m.serverUp.WithLabelValues(cn.srv.addr).Set(1)
-	f.lastUp = time.Now()
+	s.conn, s.state, s.connectedSince = cn, stateConnected, now
+	f.levelLocked(s)
+	f.refreshUpLocked(s.spec.addr)
+	f.lastUp = now
+	f.log.Info("forward: connected", "server", s.spec.addr, "origin", s.spec.origin, "standby", s.spec.standby,
+		"weight", s.spec.weight, "tls", f.tls != nil, "shared_key", s.spec.auth.enabled())
 	f.dispatchLocked()
-	f.pumpLocked(time.Now())
+	f.pumpLocked(now)
 	f.wakeLocked() // Sends waiting while no server was up
+	return true
 }
 
 // failConnLocked closes cn and puts its unacknowledged chunks back in the
@@ -251,11 +290,12 @@ func (f *Forward) failConnLocked(cn *conn, reason string, err error) {
 			break
 		}
 	}
-	if f.rr >= len(f.conns) {
-		f.rr = 0
+	s := cn.srv
+	addr := s.spec.addr
+	if s.conn == cn {
+		s.conn = nil
 	}
-	cn.srv.up = false
-	f.m.serverUp.WithLabelValues(cn.srv.addr).Set(0)
+	f.refreshUpLocked(addr)
 	f.lastUp = time.Now()
 
 	// Written chunks lose their ack with the connection: they are re-sent.
@@ -275,14 +315,15 @@ func (f *Forward) failConnLocked(cn *conn, reason string, err error) {
 		if r == "" {
 			r = "shutdown"
 		}
-		f.m.retries.WithLabelValues(cn.srv.addr, r).Add(float64(retried))
+		f.m.retries.WithLabelValues(addr, r).Add(float64(retried))
 	}
-	f.requeueLocked(resend, cn.srv)
+	f.requeueLocked(resend, s)
 	if reason != "" {
-		f.lastErr = fmt.Errorf("%s: %s: %w", cn.srv.addr, reason, err)
+		f.lastErr = fmt.Errorf("%s: %s: %w", addr, reason, err)
+		s.lastErr, s.lastErrAt = f.lastErr, time.Now()
 		f.log.Error("forward: connection failed; unacknowledged batches will be sent again",
-			"server", cn.srv.addr, "reason", reason, "error", err, "resend", retried)
-		f.m.errors.WithLabelValues(cn.srv.addr, reason).Inc()
+			"server", addr, "reason", reason, "error", err, "resend", retried)
+		f.m.errors.WithLabelValues(addr, reason).Inc()
 	}
 	f.dispatchLocked()
 	f.pumpLocked(time.Now())
@@ -318,22 +359,23 @@ func (f *Forward) writer(cn *conn) {
 			}
 			for _, c := range batch {
 				c.state = chunkWriting
-				if f.cfg.RequireAck {
+				if f.requireAck {
 					cn.inflight[c.id] = c
 				}
 			}
+			writeTimeout, pool := f.writeTimeout, f.bufs
 			f.mu.Unlock()
 
 			var err error
 			bufs = bufs[:0]
 			for _, c := range batch {
-				if err = f.prepare(c); err != nil {
+				if err = f.prepare(c, pool); err != nil {
 					break
 				}
 				bufs = append(bufs, c.head, c.payload, c.opt)
 			}
 			if err == nil {
-				cn.nc.SetWriteDeadline(time.Now().Add(f.writeTimeout))
+				cn.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 				w := bufs // WriteTo consumes its receiver
 				_, err = w.WriteTo(cn.nc)
 			}
@@ -352,7 +394,7 @@ func (f *Forward) writer(cn *conn) {
 					cn.srv.batchesSent.Inc()
 				}
 				switch {
-				case c.ackedEarly || (err == nil && !f.cfg.RequireAck):
+				case c.ackedEarly || (err == nil && !f.requireAck):
 					// Acknowledged while Write was returning: the server has it all,
 					// even if Write reported an error afterwards.
 					if err != nil {
@@ -365,6 +407,7 @@ func (f *Forward) writer(cn *conn) {
 					// Not written, or written to a connection that died meanwhile.
 					delete(cn.inflight, c.id)
 					cn.loadBytes -= c.bytes
+					cn.loadChunks--
 					requeue = append(requeue, c)
 				}
 			}
@@ -373,12 +416,13 @@ func (f *Forward) writer(cn *conn) {
 				if err != nil {
 					reason = reasonWrite
 				}
-				f.m.retries.WithLabelValues(cn.srv.addr, reason).Add(float64(len(requeue)))
+				f.m.retries.WithLabelValues(cn.srv.spec.addr, reason).Add(float64(len(requeue)))
 				f.requeueLocked(requeue, cn.srv)
 			}
 			if err != nil {
 				f.failConnLocked(cn, classify(err, reasonWrite), fmt.Errorf("write: %w", err))
 			} else if len(requeue) > 0 {
+				f.closeIfDrainedLocked(cn)
 				f.dispatchLocked()
 			}
 			f.mu.Unlock()
@@ -390,13 +434,13 @@ func (f *Forward) writer(cn *conn) {
 
 // prepare compresses c (once) and builds its frame head and options. The
 // writer owns c while it is in chunkWriting, so only the accounting needs the lock.
-func (f *Forward) prepare(c *chunk) error {
+func (f *Forward) prepare(c *chunk, pool *bufPool) error {
 	if c.head != nil {
 		return nil
 	}
-	if f.cfg.Gzip {
+	if c.gzip {
 		// Guess a quarter of the size (logs compress 4-10x); it grows if not.
-		z, err := gzipInto(f.bufs.get(len(c.entries)/4), c.entries)
+		z, err := gzipInto(pool.get(len(c.entries)/4), c.entries)
 		if err != nil {
 			return err
 		}
@@ -409,7 +453,7 @@ func (f *Forward) prepare(c *chunk) error {
 	} else {
 		c.payload = c.entries
 	}
-	c.frame(f.cfg.RequireAck, f.cfg.Gzip)
+	c.frame(f.requireAck, c.gzip)
 	return nil
 }
 
@@ -425,7 +469,7 @@ func (f *Forward) reader(cn *conn) {
 			case cn.failed:
 			case errors.Is(err, io.EOF) && cn.loadBytes == 0 && len(cn.inflight) == 0:
 				cn.cleanClose = true
-				f.log.Info("forward: server closed an idle connection", "server", cn.srv.addr)
+				f.log.Info("forward: server closed an idle connection", "server", cn.srv.spec.addr)
 				f.failConnLocked(cn, "", nil)
 			case reason == reasonProtocol:
 				f.failConnLocked(cn, reason, fmt.Errorf(

@@ -5,13 +5,11 @@ package output
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,17 +22,6 @@ import (
 
 // ErrClosed is returned by Send once Close has been called.
 var ErrClosed = errors.New("forward output closed")
-
-// server is one configured endpoint. up is guarded by Forward.mu.
-type server struct {
-	addr    string
-	host    string // for TLS server name
-	standby bool
-	up      bool
-
-	// Its series, resolved once: no label lookup per frame.
-	recordsSent, bytesSent, batchesSent prometheus.Counter
-}
 
 // tagState is a tag's open chunk and a hint for sizing the next one.
 type tagState struct {
@@ -60,25 +47,36 @@ type tagState struct {
 // it keeps taking records. Nothing walks all tags or all waiting Sends: every
 // step costs in proportion to the chunks it moves.
 type Forward struct {
+	log        *slog.Logger
+	m          *metrics
+	resolver   *net.Resolver // for discovery and for dialing host names
+	requireAck bool          // cfg.RequireAck, which cannot change: read without the lock
+
+	mu sync.Mutex
+	// What Reconfigure changes; guarded by mu.
 	cfg          ForwardConfig
-	log          *slog.Logger
-	m            *metrics
-	tlsConf      *tls.Config // nil without TLS
+	tls          *tlsFiles // nil without TLS
 	selfHost     string
-	servers      []*server
 	bufs         *bufPool
 	writeTimeout time.Duration
 	tmpl         tagTemplate
 
-	mu             sync.Mutex
+	// The servers: live ones by address, and all of them (those draining
+	// too) in the order they came. See servers.go.
+	servers  []*server
+	byAddr   map[string]*server
+	disco    discovery
+	runCtx   context.Context // Run's; nil before Run
+	stopping bool            // Run is ending: no new loops
+	loops    sync.WaitGroup  // server loops and draining connections
+
 	enc            encoder
 	bySource       map[*collector.Source]*tagState
 	byTag          map[string]*tagState
 	opened         chunkList  // open chunks, oldest first
 	flushq         chunkQueue // open chunks whose file caught up, waiting for room in a window
 	ready          chunkQueue // sealed chunks waiting for a connection, oldest first
-	conns          []*conn    // established connections
-	rr             int        // round-robin position in conns
+	conns          []*conn    // established connections, retiring ones too
 	seq            uint64
 	queued         int // bytes counted against QueueBytes
 	inFlight       int // chunks handed to a connection
@@ -118,40 +116,24 @@ func NewForward(cfg ForwardConfig, reg prometheus.Registerer, log *slog.Logger) 
 		return nil, fmt.Errorf("forward.tag: %w", err)
 	}
 	f := &Forward{
-		cfg:          cfg,
-		log:          log,
-		m:            newMetrics(reg, "forward"),
-		bufs:         newBufPool(cfg.BatchBytes),
-		tmpl:         tmpl,
-		bySource:     make(map[*collector.Source]*tagState),
-		byTag:        make(map[string]*tagState),
-		kick:         make(chan struct{}, 1),
-		started:      time.Now(),
-		selfHost:     cfg.SelfHostname,
-		writeTimeout: cfg.AckTimeout,
+		cfg:        cfg,
+		log:        log,
+		m:          newMetrics(reg, "forward"),
+		resolver:   net.DefaultResolver,
+		requireAck: cfg.RequireAck,
+		bufs:       newBufPool(cfg.BatchBytes),
+		tmpl:       tmpl,
+		bySource:   make(map[*collector.Source]*tagState),
+		byTag:      make(map[string]*tagState),
+		byAddr:     make(map[string]*server),
+		kick:       make(chan struct{}, 1),
+		started:    time.Now(),
 	}
-	if f.writeTimeout <= 0 {
-		f.writeTimeout = 30 * time.Second
+	f.disco.wake = make(chan struct{}, 1)
+	if err := f.loadSettings(cfg); err != nil {
+		return nil, err
 	}
-	if cfg.TLS.Enabled {
-		if f.tlsConf, err = loadTLS(cfg.TLS); err != nil {
-			return nil, err
-		}
-	}
-	if f.selfHost == "" && cfg.SharedKey != "" {
-		if f.selfHost, err = os.Hostname(); err != nil {
-			return nil, fmt.Errorf("forward.self_hostname: not set and os.Hostname failed: %w", err)
-		}
-	}
-	for _, s := range cfg.Servers {
-		host, _, _ := net.SplitHostPort(s.Address) // checked by Validate
-		f.servers = append(f.servers, &server{addr: s.Address, host: host, standby: s.Standby,
-			recordsSent: f.m.recordsSent.WithLabelValues(s.Address),
-			bytesSent:   f.m.bytesSent.WithLabelValues(s.Address),
-			batchesSent: f.m.batchesSent.WithLabelValues(s.Address),
-		})
-		f.m.serverUp.WithLabelValues(s.Address).Set(0)
-	}
+	f.reconcileLocked()
 	return f, nil
 }
 
@@ -393,16 +375,7 @@ func (f *Forward) roomLocked() bool {
 	}
 	primaryUp := f.primaryUpLocked()
 	for _, cn := range f.conns {
-		if cn.srv.standby != primaryUp && cn.loadBytes < f.cfg.WindowBytes {
-			return true
-		}
-	}
-	return false
-}
-
-func (f *Forward) primaryUpLocked() bool {
-	for _, cn := range f.conns {
-		if !cn.srv.standby {
+		if usable(cn, primaryUp) && cn.loadBytes < f.cfg.WindowBytes {
 			return true
 		}
 	}
@@ -417,6 +390,7 @@ func (f *Forward) sealLocked(c *chunk) {
 	f.opened.remove(c)
 	f.accountLocked(c)
 	c.bytes = len(c.entries)
+	c.gzip = f.cfg.Gzip
 	c.last = nil
 	c.state = chunkReady
 	f.seq++
@@ -472,8 +446,9 @@ func (f *Forward) dispatchLocked() {
 		c.conn = cn
 		cn.sendq = append(cn.sendq, c)
 		cn.loadBytes += c.bytes
+		cn.loadChunks++
 		f.inFlight++
-		if f.inFlight == 1 && f.cfg.RequireAck {
+		if f.inFlight == 1 && f.requireAck {
 			f.armLocked(time.Now().Add(f.ackCheckPeriod()))
 		}
 		f.m.inFlight.Set(float64(f.inFlight))
@@ -484,20 +459,22 @@ func (f *Forward) dispatchLocked() {
 	}
 }
 
+// pickConnLocked chooses the connection c goes to, by weighted fair
+// queueing over the servers' bytes: of the usable connections with room in
+// their window, the one whose server has had the least traffic for its
+// weight. Traffic so spreads in proportion to the weights while every
+// server keeps up, and goes to the others while one is slow.
 func (f *Forward) pickConnLocked(c *chunk) *conn {
-	n := len(f.conns)
-	if n == 0 {
+	if len(f.conns) == 0 {
 		return nil
 	}
 	primaryUp := f.primaryUpLocked()
-	eligible := func(cn *conn) bool { return cn.srv.standby != primaryUp }
 	// A chunk that just failed on a server goes to another one if any is up;
 	// it waits for room there rather than going back to where it failed.
 	otherUp := false
-	var fallback *conn
-	for i := range n {
-		cn := f.conns[(f.rr+i)%n]
-		if !eligible(cn) {
+	var best, fallback *conn
+	for _, cn := range f.conns {
+		if !usable(cn, primaryUp) {
 			continue
 		}
 		hasRoom := cn.loadBytes < f.cfg.WindowBytes
@@ -508,15 +485,18 @@ func (f *Forward) pickConnLocked(c *chunk) *conn {
 			continue
 		}
 		otherUp = true
-		if hasRoom {
-			f.rr = (f.rr + i + 1) % n
-			return cn
+		if hasRoom && (best == nil || cn.srv.vfinish < best.srv.vfinish) {
+			best = cn
 		}
 	}
-	if otherUp {
-		return nil
+	if best == nil && !otherUp {
+		best = fallback
 	}
-	return fallback
+	if best != nil {
+		s := best.srv
+		s.vfinish += float64(c.bytes) / float64(s.spec.weight)
+	}
+	return best
 }
 
 // deliverLocked marks c delivered and returns the input batches it completes;
@@ -525,7 +505,9 @@ func (f *Forward) deliverLocked(c *chunk, cn *conn, now time.Time) []*collector.
 	c.state = chunkDone
 	if cn != nil {
 		cn.loadBytes -= c.bytes
+		cn.loadChunks--
 		cn.delivered++
+		cn.srv.delivered += int64(c.records)
 	}
 	f.inFlight--
 	f.m.inFlight.Set(float64(f.inFlight))
@@ -535,7 +517,7 @@ func (f *Forward) deliverLocked(c *chunk, cn *conn, now time.Time) []*collector.
 	f.m.bytesAcked.Add(float64(c.bytes))
 	f.m.batchesAcked.Inc()
 	f.m.recordAge.observe(now, c.times)
-	if f.cfg.RequireAck {
+	if f.requireAck {
 		f.m.ackLatency.Observe(now.Sub(c.written).Seconds())
 	}
 	var done []*collector.Batch
@@ -548,6 +530,9 @@ func (f *Forward) deliverLocked(c *chunk, cn *conn, now time.Time) []*collector.
 	c.batches = nil
 	f.acking.Add(int64(len(done)))
 	f.releaseLocked(c)
+	if cn != nil {
+		f.closeIfDrainedLocked(cn)
+	}
 	f.dispatchLocked()
 	f.pumpLocked(now)
 	f.wakeLocked()
@@ -621,14 +606,19 @@ func (f *Forward) Run(ctx context.Context) error {
 		return errors.New("forward: Run called twice")
 	}
 	f.running = true
+	f.runCtx = ctx
+	for _, s := range f.servers {
+		f.startLoopLocked(s)
+	}
+	f.loops.Go(func() { f.discoveryLoop(ctx) })
+	f.loops.Go(func() { f.timerLoop(ctx) })
 	f.mu.Unlock()
 
-	var wg sync.WaitGroup
-	for _, s := range f.servers {
-		wg.Go(func() { f.serverLoop(ctx, s) })
-	}
-	wg.Go(func() { f.timerLoop(ctx) })
-	wg.Wait()
+	<-ctx.Done()
+	f.mu.Lock()
+	f.stopping = true
+	f.mu.Unlock()
+	f.loops.Wait()
 
 	f.mu.Lock()
 	f.runDone = true
@@ -648,12 +638,12 @@ func (f *Forward) timerLoop(ctx context.Context) {
 	// Age deadlines at least this far apart: when chunks are flushed long
 	// before their age, the deadline of one that is gone fires for nothing;
 	// this bounds how often.
-	minGap := max(f.cfg.BatchAge/16, time.Millisecond)
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	var lastAge time.Time
 	for {
 		f.mu.Lock()
+		minGap := max(f.cfg.BatchAge/16, time.Millisecond)
 		now := time.Now()
 		f.sealAgedLocked(now)
 		f.pumpLocked(now)
@@ -673,7 +663,7 @@ func (f *Forward) timerLoop(ctx context.Context) {
 		if f.flushq.len() > 0 && f.roomLocked() {
 			earliest(f.flushq.peek().flushAt)
 		}
-		if f.cfg.RequireAck && f.inFlight > 0 {
+		if f.requireAck && f.inFlight > 0 {
 			if !now.Before(f.nextAckCheck) {
 				f.checkAckTimeoutsLocked(now)
 				f.nextAckCheck = now.Add(f.ackCheckPeriod())
@@ -748,8 +738,10 @@ func (f *Forward) Close(ctx context.Context) error {
 func (f *Forward) Ready() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.conns) > 0 {
-		return nil
+	for _, cn := range f.conns {
+		if !cn.retiring {
+			return nil
+		}
 	}
 	if f.lastUp.IsZero() {
 		if f.lastErr != nil {
@@ -766,10 +758,10 @@ func (f *Forward) Ready() error {
 	return nil
 }
 
-// backoff is the delay before connection attempt n+1 to a failed server:
+// backoffLocked is the delay before connection attempt n+1 to a failed server:
 // exponential from retry_min to retry_max, with half of it random ("equal
 // jitter") so that agents on many nodes do not reconnect in step.
-func (f *Forward) backoff(attempt int) time.Duration {
+func (f *Forward) backoffLocked(attempt int) time.Duration {
 	d := f.cfg.RetryMax
 	if attempt < 32 {
 		if e := f.cfg.RetryMin << attempt; e > 0 && e < d {

@@ -198,6 +198,13 @@ type harness struct {
 // startForward creates and runs a Forward; it is stopped at test cleanup.
 func startForward(t testing.TB, cfg ForwardConfig) *harness {
 	t.Helper()
+	return startForwardWith(t, cfg, nil)
+}
+
+// startForwardWith is startForward with setup called before Run (to give
+// the output a test resolver).
+func startForwardWith(t testing.TB, cfg ForwardConfig, setup func(*Forward)) *harness {
+	t.Helper()
 	h := &harness{reg: prometheus.NewRegistry(), logs: &logBuffer{}, done: make(chan error, 1)}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	f, err := NewForward(cfg, h.reg, log)
@@ -205,6 +212,9 @@ func startForward(t testing.TB, cfg ForwardConfig) *harness {
 		t.Fatalf("NewForward: %v", err)
 	}
 	h.f = f
+	if setup != nil {
+		setup(f)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- f.Run(ctx) }()
@@ -260,4 +270,71 @@ func skipShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("network scenario with a live receiver: skipped with -short")
 	}
+}
+
+// load sends batches from a goroutine until stopped, as a busy node does.
+type load struct {
+	stop chan struct{}
+	done chan error
+}
+
+// startLoad sends batches of n records to f until finish.
+func startLoad(t testing.TB, fd *feeder, f *Forward, n int) *load {
+	l := &load{stop: make(chan struct{}), done: make(chan error, 1)}
+	go func() {
+		for {
+			select {
+			case <-l.stop:
+				l.done <- nil
+				return
+			default:
+			}
+			if err := fd.send(context.Background(), t, f, n); err != nil {
+				l.done <- err
+				return
+			}
+		}
+	}()
+	return l
+}
+
+// finish stops the load and fails the test if a Send failed.
+func (l *load) finish(t testing.TB) {
+	t.Helper()
+	close(l.stop)
+	if err := <-l.done; err != nil {
+		t.Fatalf("send: %v", err)
+	}
+}
+
+// serverStates maps each server's address to its state.
+func serverStates(f *Forward) map[string]string {
+	out := map[string]string{}
+	for _, s := range f.ServerStatus() {
+		out[s.Address] = s.State
+	}
+	return out
+}
+
+// waitStates waits until the servers are exactly want (address -> state).
+func waitStates(t testing.TB, f *Forward, timeout time.Duration, want map[string]string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := serverStates(f)
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("servers %v after %s, want %v", got, timeout, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// grows waits until count() has grown by at least n.
+func grows(t testing.TB, what string, n int, count func() int) {
+	t.Helper()
+	start := count()
+	waitFor(t, 30*time.Second, what, func() bool { return count()-start >= n })
 }

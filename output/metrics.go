@@ -18,6 +18,10 @@ type metrics struct {
 	serverUp     *prometheus.GaugeVec // server
 	badMetadata  prometheus.Counter
 	recordAge    *ageHistogram
+
+	discoveryLookups *prometheus.CounterVec // result
+	discoveryServers prometheus.Gauge
+	tlsReloads       *prometheus.CounterVec // result
 }
 
 // Error and retry reasons.
@@ -88,10 +92,23 @@ func newMetrics(reg prometheus.Registerer, output string) *metrics {
 			Name: "logagent_output_records_without_metadata_total",
 			Help: "Records sent without their \"kubernetes\" map because it was not valid msgpack (nothing is dropped).",
 		}),
+		discoveryLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logagent_output_discovery_lookups_total",
+			Help: "DNS lookups of forward.discovery.name, by result: ok, error (the last servers found are kept), empty (no record: kept too).",
+		}, []string{"result"}),
+		discoveryServers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "logagent_output_discovery_servers",
+			Help: "Servers in the last good answer of forward.discovery.name.",
+		}),
+		tlsReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logagent_output_tls_reloads_total",
+			Help: "Changes of the TLS files seen when connecting, by result: success (new connections use them), failure (they did not load; the previous ones are used).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.recordsSent, m.bytesSent, m.batchesSent, m.recordsAcked, m.bytesAcked,
-			m.batchesAcked, m.retries, m.errors, m.inFlight, m.queuedBytes, m.ackLatency, m.serverUp, m.badMetadata, m.recordAge)
+			m.batchesAcked, m.retries, m.errors, m.inFlight, m.queuedBytes, m.ackLatency, m.serverUp, m.badMetadata, m.recordAge,
+			m.discoveryLookups, m.discoveryServers, m.tlsReloads)
 	}
 	return m
 }

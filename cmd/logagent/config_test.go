@@ -347,15 +347,17 @@ func TestDurationsLogged(t *testing.T) {
 // agent cannot disagree.
 func TestSchemaEnumsMatchValidate(t *testing.T) {
 	for path, values := range schemaEnums {
-		section, key, nested := strings.Cut(path, ".")
-		if !nested {
-			section, key = "", path
-		}
 		for _, v := range append(values, "bogus") {
-			body := key + ": " + v + "\n"
-			if section != "" {
-				body = section + ":\n  " + body
+			// a.b.c: v as nested maps
+			body := ""
+			keys := strings.Split(path, ".")
+			for i, k := range keys {
+				body += strings.Repeat("  ", i) + k + ":"
+				if i < len(keys)-1 {
+					body += "\n"
+				}
 			}
+			body += " " + v + "\n"
 			_, err := loadConfig("test", []string{"--enrich=false", "--forward", "127.0.0.1:24224", "--config", writeConfig(t, body)}, envMap(nil))
 			if ok := err == nil; ok != (v != "bogus") {
 				t.Errorf("%s: %s: Validate says %v", path, v, err)

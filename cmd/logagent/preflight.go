@@ -24,13 +24,13 @@ import (
 // notes are what it could not check here.
 func preflight(cfg *Config, getenv func(string) string) (notes []string, _ error) {
 	var errs []error
-	if cfg.Output == "forward" && cfg.Forward.TLS.Enabled {
+	if cfg.Output == "forward" {
 		for _, f := range []struct{ key, path string }{
 			{"forward.tls.ca_file", cfg.Forward.TLS.CAFile},
 			{"forward.tls.cert_file", cfg.Forward.TLS.CertFile},
 			{"forward.tls.key_file", cfg.Forward.TLS.KeyFile},
 		} {
-			if f.path == "" {
+			if f.path == "" || !cfg.Forward.TLS.Enabled {
 				continue
 			}
 			if err := readable(f.path); err != nil {
@@ -38,7 +38,8 @@ func preflight(cfg *Config, getenv func(string) string) (notes []string, _ error
 			}
 		}
 		// With valid keys and readable files, load them as run does: a file
-		// that holds no certificate, or a key that does not match, fails here.
+		// that holds no certificate, a key that does not match, a shared
+		// key file that is missing or empty, fails here.
 		if len(errs) == 0 && cfg.Forward.Validate() == nil {
 			if _, err := output.NewForward(cfg.Forward, nil, slog.New(slog.DiscardHandler)); err != nil {
 				errs = append(errs, err)

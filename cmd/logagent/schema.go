@@ -18,10 +18,11 @@ import (
 // schemaEnums are the keys whose string values are a fixed set; a test
 // checks each against Config.Validate.
 var schemaEnums = map[string][]string{
-	"output":              {"stdout", "forward"},
-	"log.level":           {"debug", "info", "warn", "error"},
-	"log.format":          {"json", "text"},
-	"collector.read_from": {"head", "tail"},
+	"output":                 {"stdout", "forward"},
+	"log.level":              {"debug", "info", "warn", "error"},
+	"log.format":             {"json", "text"},
+	"collector.read_from":    {"head", "tail"},
+	"forward.discovery.type": {"A", "AAAA", "SRV"},
 }
 
 // schemaRequired are the keys a list element must have.

@@ -55,6 +55,7 @@ type Receiver struct {
 	conns0       atomic.Int64
 	ended        atomic.Int64
 	frames       atomic.Int64
+	records      atomic.Int64
 }
 
 type rconn struct {
@@ -94,6 +95,31 @@ func (r *Receiver) TLSFailures() int { return int(r.tlsFailures.Load()) }
 
 // Frames counts frames this receiver took in.
 func (r *Receiver) Frames() int { return int(r.frames.Load()) }
+
+// Records counts the entries this receiver took in, duplicates included.
+func (r *Receiver) Records() int { return int(r.records.Load()) }
+
+// SetSharedKey changes the shared key new connections must use (as a
+// restarted or reloaded Fluentd would); connections open keep theirs.
+func (r *Receiver) SetSharedKey(key string) {
+	r.mu.Lock()
+	r.cfg.SharedKey = key
+	r.mu.Unlock()
+}
+
+// CloseConns kills every open connection (abruptly: RST) and goes on
+// accepting new ones, as a receiver that restarts between two connects.
+func (r *Receiver) CloseConns() {
+	r.mu.Lock()
+	conns := make([]*rconn, 0, len(r.conns))
+	for rc := range r.conns {
+		conns = append(conns, rc)
+	}
+	r.mu.Unlock()
+	for _, rc := range conns {
+		r.kill(rc, true)
+	}
+}
 
 // Ended counts connections that are over (acks written to them are lost).
 func (r *Receiver) Ended() int { return int(r.ended.Load()) }
@@ -214,8 +240,11 @@ func (r *Receiver) serve(rc *rconn) {
 		tc.SetDeadline(time.Time{})
 	}
 	mr := msgp.NewReaderSize(rc.nc, 64<<10)
-	if r.cfg.SharedKey != "" {
-		if err := r.handshake(rc, mr); err != nil {
+	r.mu.Lock()
+	key := r.cfg.SharedKey
+	r.mu.Unlock()
+	if key != "" {
+		if err := r.handshake(rc, mr, key); err != nil {
 			return
 		}
 	}
@@ -242,6 +271,7 @@ func (r *Receiver) serve(rc *rconn) {
 		}
 		r.mu.Unlock()
 		r.frames.Add(1)
+		r.records.Add(int64(n))
 		r.tally.add(rec, n)
 		if reset {
 			r.kill(rc, true)
@@ -485,7 +515,7 @@ func parseRecord(b []byte, ev *Event, kubes map[string][]byte) ([]byte, error) {
 }
 
 // handshake runs the server side of HELO/PING/PONG.
-func (r *Receiver) handshake(rc *rconn, mr *msgp.Reader) error {
+func (r *Receiver) handshake(rc *rconn, mr *msgp.Reader, sharedKey string) error {
 	nonce := randomBytes(16)
 	var authSalt []byte
 	if len(r.cfg.Users) > 0 {
@@ -519,7 +549,7 @@ func (r *Receiver) handshake(rc *rconn, mr *msgp.Reader) error {
 		return r.refuse(rc, "invalid ping message")
 	}
 	host, salt, digest, user, passDigest := fields[1], fields[2], fields[3], fields[4], fields[5]
-	if digest != hexSHA512(salt, host, string(nonce), r.cfg.SharedKey) {
+	if digest != hexSHA512(salt, host, string(nonce), sharedKey) {
 		return r.refuse(rc, "shared_key mismatch")
 	}
 	if len(r.cfg.Users) > 0 {
@@ -533,7 +563,7 @@ func (r *Receiver) handshake(rc *rconn, mr *msgp.Reader) error {
 	pong = msgp.AppendBool(pong, true)
 	pong = msgp.AppendString(pong, "")
 	pong = msgp.AppendString(pong, r.cfg.Hostname)
-	pong = msgp.AppendString(pong, hexSHA512(salt, r.cfg.Hostname, string(nonce), r.cfg.SharedKey))
+	pong = msgp.AppendString(pong, hexSHA512(salt, r.cfg.Hostname, string(nonce), sharedKey))
 	_, err = rc.nc.Write(pong)
 	return err
 }
