@@ -39,22 +39,28 @@ type Config struct {
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// CheckpointInterval is how often checkpoints are persisted.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// PartialFlushTimeout is how long a record joined from partial lines
+	// waits for its next piece before it is sent as it is: a container that
+	// exits mid-line never writes the rest, and the checkpoint cannot pass a
+	// record still being joined.
+	PartialFlushTimeout time.Duration `yaml:"partial_flush_timeout"`
 }
 
 // DefaultConfig returns the settings a DaemonSet on a kubelet node wants.
 func DefaultConfig() Config {
 	return Config{
-		LogGlob:            "/var/log/containers/*.log",
-		StateDir:           "/var/lib/logagent",
-		ReadFrom:           "head",
-		MaxRecordBytes:     1 << 20,
-		ReadBytes:          256 << 10,
-		BufferBytes:        4 << 20,
-		DeletedHoldBytes:   256 << 20,
-		RotateWait:         5 * time.Second,
-		RescanInterval:     5 * time.Second,
-		PollInterval:       time.Second,
-		CheckpointInterval: 200 * time.Millisecond,
+		LogGlob:             "/var/log/containers/*.log",
+		StateDir:            "/var/lib/logagent",
+		ReadFrom:            "head",
+		MaxRecordBytes:      1 << 20,
+		ReadBytes:           256 << 10,
+		BufferBytes:         4 << 20,
+		DeletedHoldBytes:    256 << 20,
+		RotateWait:          5 * time.Second,
+		RescanInterval:      5 * time.Second,
+		PollInterval:        time.Second,
+		CheckpointInterval:  200 * time.Millisecond,
+		PartialFlushTimeout: 5 * time.Second,
 	}
 }
 
