@@ -381,4 +381,3 @@ func TestRotatedFileTruncated(t *testing.T) {
 	appendFile(t, live, numberedLines("c", 0, 10))
 	waitFor(t, "the lines after truncation", func() bool { return sink.distinct() == 120 })
 }
-
