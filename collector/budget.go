@@ -1,0 +1,74 @@
+package collector
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
+)
+
+// budget is collector.buffer_bytes: every byte of log data the collector
+// holds counts against it, whoever holds it:
+//
+//   - a batch holds its read buffer (records point into it), the copies its
+//     records own (joined or unescaped messages) until it is acknowledged;
+//   - a reader holds the records it is joining from partial lines, and
+//     while it decodes a read, the read buffer and what decoding allocates.
+//
+// Reading waits for room, in turn (the semaphore is FIFO: a large request is
+// not overtaken by small ones, so a file with a long record is not starved).
+// A reader never waits while it holds memory: each could hold part of what
+// the others wait for. It first gives back the records it is joining and
+// reads their pieces again when its turn comes (decoder.stall), asking then
+// for room for all of them at once. So a record longer than what is free
+// waits until enough is acknowledged, and is then joined whole.
+type budget struct {
+	sem  *semaphore.Weighted
+	size int64
+	used prometheus.Gauge
+}
+
+func newBudget(size int64, used prometheus.Gauge) *budget {
+	return &budget{sem: semaphore.NewWeighted(size), size: size, used: used}
+}
+
+// tryAcquire takes n bytes if they are free and nobody waits before.
+func (b *budget) tryAcquire(n int64) bool {
+	if n <= 0 {
+		return true
+	}
+	if !b.sem.TryAcquire(n) {
+		return false
+	}
+	b.used.Add(float64(n))
+	return true
+}
+
+// acquire waits for n bytes (at most the whole budget).
+func (b *budget) acquire(ctx context.Context, n int64) (int64, error) {
+	n = min(n, b.size)
+	if n <= 0 {
+		return 0, nil
+	}
+	if err := b.sem.Acquire(ctx, n); err != nil {
+		return 0, err
+	}
+	b.used.Add(float64(n))
+	return n, nil
+}
+
+// readSlack is room, beyond a read, for what decoding it allocates (a 16 KiB
+// runtime line joined or unescaped, an arena block), so that the common case
+// takes the budget once per read.
+const readSlack = 64 << 10
+
+// slack is readSlack, or less in a small budget.
+func (b *budget) slack() int64 { return min(readSlack, b.size/16) }
+
+func (b *budget) release(n int64) {
+	if n <= 0 {
+		return
+	}
+	b.used.Sub(float64(n))
+	b.sem.Release(n)
+}

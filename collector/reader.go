@@ -1,0 +1,471 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// reader is the one read loop, for a plain log file and a compressed rotation
+// alike (see content): it reads whole lines from an offset, decodes them into
+// records and sends them in batches; it follows a live file, notices
+// truncation (copytruncate: the size shrinks, or the first line changed),
+// rename (the kubelet's rotation) and deletion, and drains a rotated, deleted
+// or compressed file before leaving it.
+//
+// Each read starts at a line's start: an unterminated last line is read
+// again, whole, once the rest of it is there. So between reads a reader
+// holds no file bytes, only the records it is joining from partial lines
+// (and, for a compressed stream, the unterminated line, rather than
+// decompress everything again).
+type reader struct {
+	c       *Collector
+	f       *file
+	src     *Source
+	content content
+	dec     *decoder
+	plain   *os.File // the plain file, nil for a compressed one
+	live    bool     // opened under its live name N.log: followed until renamed
+	openID  fileID   // inode of the plain file held open
+	fp      fingerprint
+	fpDone  bool // fp covers the whole first line: it will not change
+
+	off     int64 // next byte to decode: always the start of a line
+	seen    int64 // end of the last read: nothing new until the content grows past it
+	counted int64 // bytes counted in bytes_total up to here
+	want    int   // size of the next read: read_bytes, more for a long line or a replay
+
+	// held is budget held by the reader: between reads exactly what it
+	// keeps (records being joined, a stream's kept line); during a read, also
+	// the read buffer and room for what decoding allocates. charge is the
+	// memory accounted for, plus what the decoder allocated since allocMark.
+	held      int64
+	charge    int64
+	allocMark int64
+
+	atEnd     bool // the last read reached what there was
+	rotatedAt time.Time
+	lastGrow  time.Time
+	deleted   bool
+	deletedAt int64 // unread bytes counted in Collector.deletedHeld
+
+	records, bytes prometheus.Counter
+}
+
+// ending is how a read loop ended.
+type ending int
+
+const (
+	endCanceled ending = iota // the collector stops
+	endFailed                 // an error; a rescan starts another reader
+	endDrained                // read to its end for good
+	endGaveUp                 // deleted, and over deleted_hold_bytes: the rest is lost
+)
+
+// headerSlack is room for the runtime's header beyond a record's message.
+const headerSlack = 64 << 10
+
+func (c *Collector) newReader(f *file, src *Source, ct content, plain *os.File, id fileID, fp fingerprint, off int64, live bool) *reader {
+	f.read.Store(off)
+	return &reader{
+		c: c, f: f, src: src, content: ct, plain: plain, openID: id, live: live,
+		fp: fp, fpDone: plain == nil || fp.Len == fingerprintMax,
+		off: off, seen: off, counted: off, want: c.cfg.ReadBytes,
+		dec:      newDecoder(c.cfg.MaxRecordBytes, c.m),
+		lastGrow: time.Now(),
+		records:  c.m.records.WithLabelValues(src.Namespace),
+		bytes:    c.m.bytes.WithLabelValues(src.Namespace),
+	}
+}
+
+// run reads until the file is finished or ctx is done.
+func (r *reader) run(ctx context.Context) ending {
+	cfg := &r.c.cfg
+	poll := time.NewTimer(cfg.PollInterval)
+	defer poll.Stop()
+	for ctx.Err() == nil {
+		st, err := r.content.stat()
+		if err != nil {
+			r.c.log.Error("stat", "path", r.src.Path, "err", err)
+			return endFailed
+		}
+		readable := st.size > max(r.off, r.seen)
+		if r.plain != nil {
+			r.f.size.Store(st.size)
+			// copytruncate: the file shrank, or (grown again past the
+			// offset while reading was paused) its first line changed.
+			if st.size < r.off || (readable && r.off > 0 && !r.fp.matches(r.plain)) {
+				r.truncated()
+				continue
+			}
+			if st.deleted && !r.deleted {
+				r.deleted = true
+				if !r.holdDeleted(st.size - r.off) {
+					return endGaveUp
+				}
+			}
+			if r.deleted {
+				r.c.deletedHeld.Add(st.size - r.off - r.deletedAt)
+				r.deletedAt = st.size - r.off
+			}
+		}
+		if readable {
+			if err := r.readSome(ctx, st.size, false); err != nil {
+				if ctx.Err() != nil {
+					return endCanceled
+				}
+				r.c.log.Error("read", "path", r.src.Path, "err", err)
+				return endFailed
+			}
+			r.lastGrow = time.Now()
+			continue
+		}
+		// Nothing new to read.
+		if st.final || r.deleted || r.rotatedAndQuiet() {
+			if err := r.finish(ctx, st.size); err != nil {
+				if ctx.Err() != nil {
+					return endCanceled
+				}
+				r.c.log.Error("read", "path", r.src.Path, "err", err)
+				return endFailed
+			}
+			return endDrained
+		}
+		r.flushStale(ctx)
+		r.trim()
+		wait := cfg.PollInterval
+		if last, ok := r.dec.oldestPiece(); ok {
+			wait = min(wait, max(time.Duration(last+int64(cfg.PartialFlushTimeout)-time.Now().UnixNano()), time.Millisecond))
+		}
+		if !poll.Stop() {
+			select {
+			case <-poll.C:
+			default:
+			}
+		}
+		poll.Reset(wait)
+		select {
+		case <-ctx.Done():
+		case <-r.f.notify:
+		case <-poll.C:
+		}
+	}
+	return endCanceled
+}
+
+// rotatedAndQuiet reports whether the file was rotated away (renamed: the
+// runtime reopens the live name soon after) and has been quiet for
+// rotate_wait since its last growth.
+func (r *reader) rotatedAndQuiet() bool {
+	if r.live && r.rotatedAt.IsZero() && r.renamed() {
+		r.rotatedAt = time.Now()
+		r.c.m.rotations.WithLabelValues("rename").Inc()
+	}
+	return (!r.live || !r.rotatedAt.IsZero()) && time.Since(r.lastGrow) >= r.c.cfg.RotateWait
+}
+
+// renamed reports whether the name the file was opened under now names
+// another file or nothing.
+func (r *reader) renamed() bool {
+	fi, err := os.Stat(r.src.Path)
+	if err != nil {
+		return true
+	}
+	id, ok := statID(fi)
+	return ok && id != r.openID
+}
+
+// truncated starts the file over after a copytruncate.
+func (r *reader) truncated() {
+	r.c.m.rotations.WithLabelValues("truncate").Inc()
+	r.c.log.Info("file truncated, reading from the start", "path", r.src.Path, "offset", r.off)
+	r.dec.reset()
+	r.releaseAll()
+	r.off, r.seen, r.counted, r.want = 0, 0, 0, r.c.cfg.ReadBytes
+	r.f.prog.reset(0)
+	r.f.read.Store(0)
+	r.fpDone = false
+	r.fp = fingerprint{}
+	r.updateFingerprint()
+}
+
+// holdDeleted accounts for keeping a deleted file open to drain it, within
+// deleted_hold_bytes over all files. It returns false if the file must be left.
+func (r *reader) holdDeleted(unread int64) bool {
+	if unread <= 0 {
+		return true
+	}
+	if r.c.deletedHeld.Add(unread) > r.c.cfg.DeletedHoldBytes {
+		r.c.deletedHeld.Add(-unread)
+		r.c.m.droppedBytes.WithLabelValues("deleted_hold_cap").Add(float64(unread))
+		r.c.log.Warn("deleted file holds too many unread bytes, leaving it", "path", r.src.Path, "unread_bytes", unread)
+		return false
+	}
+	r.deletedAt = unread
+	return true
+}
+
+// readLen is the size of the next read.
+func (r *reader) readLen(size int64) int {
+	return int(min(size-r.off, int64(r.want)))
+}
+
+// readSome reads from off, up to want bytes, and sends the records of the
+// complete lines as one batch. final: the content ends at size for good, so
+// an unterminated last line is a record too.
+func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
+	want := r.readLen(size)
+	for {
+		need := min(int64(want)+r.c.budget.slack(), r.c.budget.size) - (r.held - r.keeps())
+		if need <= 0 {
+			break // room taken before
+		}
+		if r.c.budget.tryAcquire(need) {
+			r.held += need
+			break
+		}
+		if r.dec.pending() {
+			// Not wait holding memory: give it back, and join those
+			// pieces again when our turn comes.
+			r.giveBack(0)
+			want = r.readLen(size)
+			continue
+		}
+		n, err := r.c.budget.acquire(ctx, need)
+		if err != nil {
+			return err
+		}
+		r.held += n
+		// The file may have changed while we waited (truncated, say): look
+		// at it again before reading, with the room in hand.
+		return nil
+	}
+	buf := make([]byte, want)
+	r.charge = r.keeps() + int64(cap(buf))
+	r.allocMark = r.dec.alloc
+	n, err := r.content.readAt(buf, r.off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		r.trim()
+		return errPath("read", r.src.Path, err)
+	}
+	buf = buf[:n]
+	r.seen = r.off + int64(n)
+	if r.seen > r.counted {
+		r.bytes.Add(float64(r.seen - max(r.counted, r.off)))
+		r.counted = r.seen
+	}
+	r.f.read.Store(r.seen)
+	r.atEnd = r.seen >= size || errors.Is(err, io.EOF)
+	r.consume(ctx, buf, final && r.atEnd)
+	r.trim()
+	r.updateFingerprint()
+	r.flushStale(ctx)
+	return nil
+}
+
+// keeps is the memory the reader keeps between reads.
+func (r *reader) keeps() int64 { return r.dec.pendingCap() + r.content.held() }
+
+// consume decodes the complete lines of data, read from off, and sends their
+// records as one batch. With final, an unterminated last line is one too.
+func (r *reader) consume(ctx context.Context, data []byte, final bool) {
+	start := r.off
+	maxLine := r.c.cfg.MaxRecordBytes + headerSlack
+	recs := make([]Record, 0, len(data)/128+1)
+	emit := func(rec Record) { recs = append(recs, rec) }
+	r.dec.now = time.Now().UnixNano()
+	pos := 0
+	for pos < len(data) {
+		end := bytes.IndexByte(data[pos:], '\n')
+		next := pos + end + 1
+		switch {
+		case end >= 0:
+		case final:
+			end, next = len(data)-pos, len(data)
+		case pos == 0 && len(data) >= r.want && r.want < maxLine:
+			// A line longer than this read: read it again, whole, with
+			// a longer read.
+			r.want = min(2*r.want, maxLine)
+		case pos == 0 && len(data) >= maxLine:
+			// No newline in sight: a line longer than any runtime writes.
+			// Pass it on in pieces (the decoder cuts and counts them)
+			// rather than hold it without bound.
+			end, next = len(data), len(data)
+		}
+		if end < 0 {
+			break
+		}
+		line := data[pos : pos+end]
+		if used := r.charge + r.dec.alloc - r.allocMark + r.dec.maxGrowth(len(line)); used > r.held && !r.topUp(used-r.held) {
+			// No room to decode this line: send what was decoded, give
+			// back the rest, and wait for our turn.
+			r.off = start + int64(pos)
+			r.cut(ctx, recs, r.off)
+			r.giveBack(len(line) + 1)
+			return
+		}
+		r.dec.decode(line, start+int64(pos), emit)
+		pos = next
+	}
+	r.off = start + int64(pos)
+	r.content.retain(r.off)
+	r.charge += r.content.held()
+	if !r.dec.pending() && r.off >= r.dec.replayEnd && pos > 0 {
+		r.want = r.c.cfg.ReadBytes
+	}
+	r.cut(ctx, recs, r.off)
+}
+
+// topUp takes n more bytes (and some slack) for decoding, if they are free.
+func (r *reader) topUp(n int64) bool {
+	if r.held >= r.c.budget.size {
+		return true // holding all there is: more can never come
+	}
+	n = min(n+r.c.budget.slack(), r.c.budget.size-r.held)
+	if !r.c.budget.tryAcquire(n) {
+		return false
+	}
+	r.held += n
+	return true
+}
+
+// giveBack drops the records being joined and everything the reader holds,
+// and goes back to the first line of the oldest of them (decoder.stall), to
+// read and join them again in one go once there is room: next bytes more
+// than what they span.
+func (r *reader) giveBack(next int) {
+	from := r.dec.stall(r.off)
+	r.want = max(r.want, int(r.off-from)+next+r.c.cfg.ReadBytes)
+	r.off, r.seen = from, from
+	r.content.retain(from)
+	r.releaseAll()
+	r.c.m.memoryStalls.Inc()
+}
+
+// releaseAll gives back all the reader holds (it keeps nothing).
+func (r *reader) releaseAll() {
+	r.c.budget.release(r.held)
+	r.held, r.charge, r.allocMark = 0, 0, r.dec.alloc
+}
+
+// trim gives back what the reader holds beyond what it keeps.
+func (r *reader) trim() {
+	keep := r.keeps()
+	if r.held > keep {
+		r.c.budget.release(r.held - keep)
+		r.held = keep
+	}
+	r.charge, r.allocMark = keep, r.dec.alloc
+}
+
+// cut sends recs, the records decoded up to consumed, as one batch holding
+// the memory they use (the read buffer they point into, the copies they own)
+// until it is acknowledged. The checkpoint may move to consumed, or to the
+// first line of the oldest record still being joined.
+func (r *reader) cut(ctx context.Context, recs []Record, consumed int64) {
+	charged := r.charge + r.dec.alloc - r.allocMark
+	keep := r.keeps()
+	give := max(charged-keep, 0)
+	r.held -= give
+	r.charge, r.allocMark = keep, r.dec.alloc
+	safe := consumed
+	if ps, ok := r.dec.pendingStart(); ok && ps < safe {
+		safe = ps
+	}
+	if len(recs) == 0 {
+		r.f.prog.advance(safe)
+		r.c.budget.release(give)
+		return
+	}
+	r.records.Add(float64(len(recs)))
+	seq := r.f.prog.add(safe)
+	prog, c := r.f.prog, r.c
+	c.m.inflightBytes.Add(float64(give))
+	b := NewBatch(r.src, recs, int(give), func() {
+		prog.ack(seq)
+		c.budget.release(give)
+		c.m.inflightBytes.Sub(float64(give))
+	})
+	b.CaughtUp = r.atEnd
+	if err := c.sink.Send(ctx, b); err != nil {
+		// Only on shutdown: the records were not delivered, and the
+		// checkpoint stays before them, so the next run reads them again.
+		c.budget.release(give)
+		c.m.inflightBytes.Sub(float64(give))
+	}
+}
+
+// flushStale sends the records being joined whose next piece has not come for
+// partial_flush_timeout: a container that exited mid-line never writes the
+// rest, and the checkpoint cannot pass a record still being joined.
+func (r *reader) flushStale(ctx context.Context) {
+	timeout := r.c.cfg.PartialFlushTimeout
+	last, ok := r.dec.oldestPiece()
+	if !ok || timeout <= 0 || time.Now().UnixNano()-last < int64(timeout) {
+		return
+	}
+	var recs []Record
+	n := r.dec.flushStale(time.Now().UnixNano()-int64(timeout)+1, func(rec Record) { recs = append(recs, rec) })
+	r.c.m.partialFlushed.Add(float64(n))
+	r.cut(ctx, recs, r.off)
+}
+
+// finish reads what is left of a file that is finished for good (an
+// unterminated last line is a record too), sends the records still being
+// joined as they are, and leaves the checkpoint at its end.
+func (r *reader) finish(ctx context.Context, size int64) error {
+	for r.off < size && ctx.Err() == nil {
+		r.seen = r.off
+		if err := r.readSome(ctx, size, true); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var recs []Record
+	r.dec.flush(func(rec Record) { recs = append(recs, rec) })
+	r.atEnd = true
+	r.cut(ctx, recs, r.off)
+	r.trim()
+	return nil
+}
+
+// updateFingerprint extends a short file's fingerprint as it grows, until it
+// covers the first line, so the checkpoint identifies the file.
+func (r *reader) updateFingerprint() {
+	if r.fpDone {
+		return // no lock on the read path once the fingerprint is whole
+	}
+	head, err := readHead(r.plain, fingerprintMax)
+	if err != nil {
+		return
+	}
+	fp := fingerprintOf(head)
+	r.fpDone = fp.complete(head)
+	if fp == r.fp {
+		return
+	}
+	r.fp = fp
+	r.c.mu.Lock()
+	if r.f.reader == r {
+		r.f.fp = fp
+	}
+	r.c.mu.Unlock()
+}
+
+// close releases the reader's file and memory.
+func (r *reader) close() {
+	r.content.close()
+	r.dec.stall(r.off)
+	r.releaseAll()
+	if r.deletedAt > 0 {
+		r.c.deletedHeld.Add(-r.deletedAt)
+		r.deletedAt = 0
+	}
+}
