@@ -166,7 +166,7 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 					n++
 				}
 			}
-			return n == 9, fmt.Sprintf("%d rules loaded, want 9", n)
+			return n == 8, fmt.Sprintf("%d rules loaded, want 8", n)
 		})
 	})
 
