@@ -355,7 +355,8 @@ func (c *Collector) startReader(ctx context.Context, f *file, cand *candidate, f
 		ct, plain = plainContent{fh}, fh
 	}
 	src := newSource(cand.path, cl.links[restart], cl.pd, cl.ids[restart], c.cfg.NodeName)
-	r := c.newReader(f, src, ct, plain, cand.id, f.fp, start, !rotated && !cand.gz)
+	fpDone := f.fp.complete(cand.head(f.fp.Len))
+	r := c.newReader(f, src, ct, plain, cand.id, f.fp, fpDone, start, !rotated && !cand.gz)
 	f.reader = r
 	if plain != nil {
 		c.byPath[f.path] = f

@@ -34,6 +34,10 @@ type reader struct {
 	openID  fileID   // inode of the plain file held open
 	fp      fingerprint
 	fpDone  bool // fp covers the whole first line: it will not change
+	// verify: the reader paused (waited for writes, for memory, or for
+	// the sink) since it last compared the first line: a copytruncate may
+	// have replaced the content meanwhile, grown past the offset.
+	verify bool
 
 	off     int64 // next byte to decode: always the start of a line
 	seen    int64 // end of the last read: nothing new until the content grows past it
@@ -70,11 +74,11 @@ const (
 // headerSlack is room for the runtime's header beyond a record's message.
 const headerSlack = 64 << 10
 
-func (c *Collector) newReader(f *file, src *Source, ct content, plain *os.File, id fileID, fp fingerprint, off int64, live bool) *reader {
+func (c *Collector) newReader(f *file, src *Source, ct content, plain *os.File, id fileID, fp fingerprint, fpDone bool, off int64, live bool) *reader {
 	f.read.Store(off)
 	return &reader{
 		c: c, f: f, src: src, content: ct, plain: plain, openID: id, live: live,
-		fp: fp, fpDone: plain == nil || fp.Len == fingerprintMax,
+		fp: fp, fpDone: plain == nil || fpDone, verify: true,
 		off: off, seen: off, counted: off, want: c.cfg.ReadBytes,
 		dec:      newDecoder(c.cfg.MaxRecordBytes, c.m),
 		lastGrow: time.Now(),
@@ -99,9 +103,12 @@ func (r *reader) run(ctx context.Context) ending {
 			r.f.size.Store(st.size)
 			// copytruncate: the file shrank, or (grown again past the
 			// offset while reading was paused) its first line changed.
-			if st.size < r.off || (readable && r.off > 0 && !r.fp.matches(r.plain)) {
+			if st.size < r.off || (readable && r.off > 0 && r.verify && !r.fp.matches(r.plain)) {
 				r.truncated()
 				continue
+			}
+			if readable {
+				r.verify = false
 			}
 			if st.deleted && !r.deleted {
 				r.deleted = true
@@ -154,6 +161,7 @@ func (r *reader) run(ctx context.Context) ending {
 		case <-r.f.notify:
 		case <-poll.C:
 		}
+		r.verify = true
 	}
 	return endCanceled
 }
@@ -243,6 +251,7 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 		r.held += n
 		// The file may have changed while we waited (truncated, say): look
 		// at it again before reading, with the room in hand.
+		r.verify = true
 		return nil
 	}
 	buf := make([]byte, want)
@@ -370,7 +379,8 @@ func (r *reader) trim() {
 func (r *reader) cut(ctx context.Context, recs []Record, consumed int64) {
 	charged := r.charge + r.dec.alloc - r.allocMark
 	keep := r.keeps()
-	give := max(charged-keep, 0)
+	// Never more than the reader holds: a batch releases what it takes.
+	give := min(max(charged-keep, 0), r.held)
 	r.held -= give
 	r.charge, r.allocMark = keep, r.dec.alloc
 	safe := consumed
@@ -392,7 +402,12 @@ func (r *reader) cut(ctx context.Context, recs []Record, consumed int64) {
 		c.m.inflightBytes.Sub(float64(give))
 	})
 	b.CaughtUp = r.atEnd
-	if err := c.sink.Send(ctx, b); err != nil {
+	sent := time.Now()
+	err := c.sink.Send(ctx, b)
+	if time.Since(sent) > time.Millisecond {
+		r.verify = true // the sink pushed back: reading was paused
+	}
+	if err != nil {
 		// Only on shutdown: the records were not delivered, and the
 		// checkpoint stays before them, so the next run reads them again.
 		c.budget.release(give)
