@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
@@ -23,9 +24,10 @@ import (
 // for room for all of them at once. So a record longer than what is free
 // waits until enough is acknowledged, and is then joined whole.
 type budget struct {
-	sem  *semaphore.Weighted
-	size int64
-	used prometheus.Gauge
+	sem   *semaphore.Weighted
+	size  int64
+	used  prometheus.Gauge
+	inUse atomic.Int64
 }
 
 func newBudget(size int64, used prometheus.Gauge) *budget {
@@ -40,6 +42,7 @@ func (b *budget) tryAcquire(n int64) bool {
 	if !b.sem.TryAcquire(n) {
 		return false
 	}
+	b.inUse.Add(n)
 	b.used.Add(float64(n))
 	return true
 }
@@ -53,6 +56,7 @@ func (b *budget) acquire(ctx context.Context, n int64) (int64, error) {
 	if err := b.sem.Acquire(ctx, n); err != nil {
 		return 0, err
 	}
+	b.inUse.Add(n)
 	b.used.Add(float64(n))
 	return n, nil
 }
@@ -62,6 +66,10 @@ func (b *budget) acquire(ctx context.Context, n int64) (int64, error) {
 // takes the budget once per read.
 const readSlack = 64 << 10
 
+// tight reports whether n more bytes are not free now: a reader asking for
+// them would wait.
+func (b *budget) tight(n int64) bool { return b.size-b.inUse.Load() < n }
+
 // slack is readSlack, or less in a small budget.
 func (b *budget) slack() int64 { return min(readSlack, b.size/16) }
 
@@ -69,6 +77,7 @@ func (b *budget) release(n int64) {
 	if n <= 0 {
 		return
 	}
+	b.inUse.Add(-n)
 	b.used.Sub(float64(n))
 	b.sem.Release(n)
 }

@@ -76,6 +76,10 @@ type decoder struct {
 	// the stall, lines of stream s from replayFrom[s] on, are decoded again.
 	replayEnd  int64
 	replayFrom [2]int64
+	// readEnd is the file offset where the read being decoded ends: a
+	// record started during a replay is sized to what is left of it at
+	// once, rather than grown piece by piece.
+	readEnd int64
 
 	// arena holds decoded (unescaped) Docker messages of single-line records,
 	// many per allocation. Bytes handed out are never written again; a block
@@ -187,21 +191,41 @@ func (d *decoder) pendingCap() int64 {
 // pending reports whether a record is being joined.
 func (d *decoder) pending() bool { return d.pend[0].active || d.pend[1].active }
 
-// maxGrowth bounds what decoding one line of n bytes may allocate: a copy of
-// its message (Docker: unescaped, in an arena block or its own), and a new
-// pending record or the growth of the one the line extends.
-func (d *decoder) maxGrowth(n int) int64 {
+// maxGrowth bounds what decoding one line of n bytes at start may allocate:
+// a copy of its message (Docker: unescaped, in an arena block or its own),
+// and, for the stream it is on (unknown before it is parsed, so the worst of
+// the two), the growth of the record being joined or a new one.
+func (d *decoder) maxGrowth(n int, start int64) int64 {
 	g := 0
 	if d.fmt != FormatCRI {
 		g = n + arenaBlock
 	}
-	piece := max(min(max(3*n, 256), d.maxRecord), n)
+	worst := 0
 	for i := range d.pend {
-		if p := &d.pend[i]; p.active && len(p.buf)+n > cap(p.buf) {
-			piece = max(piece, d.grownCap(len(p.buf)+n, cap(p.buf), n))
+		switch p := &d.pend[i]; {
+		case p.active:
+			if len(p.buf)+n > cap(p.buf) {
+				worst = max(worst, d.grownCap(len(p.buf)+n, cap(p.buf), n))
+			}
+		case start < d.replayEnd && start < d.replayFrom[i]:
+			// Seen before a stall and sent then: skipped.
+		default:
+			worst = max(worst, d.newCap(n, start))
 		}
 	}
-	return int64(g + piece)
+	return int64(g + worst)
+}
+
+// newCap is the capacity of a record started by a piece of n bytes on the
+// line at start: room for a few runtime-split pieces (16 KiB each); during a
+// replay, all that is left of the read, which the record's pieces (seen
+// before the stall) may fill.
+func (d *decoder) newCap(n int, start int64) int {
+	c := max(min(max(3*n, 256), d.maxRecord), n)
+	if start < d.replayEnd {
+		c = max(c, min(int(d.readEnd-start), d.maxRecord+n))
+	}
+	return c
 }
 
 // grownCap is the capacity a pending record of capacity c that needs need
@@ -334,8 +358,7 @@ func (d *decoder) emitJoined(s Stream, t int64, msg []byte, pieces int, emit fun
 // allocate: the growth is chosen, and counted, here.
 func (d *decoder) beginPiece(p *pending, t, start int64, sizeHint int) int {
 	if !p.active {
-		// Room for a few runtime-split pieces (16 KiB each) in one go.
-		c := max(min(max(3*sizeHint, 256), d.maxRecord), sizeHint)
+		c := d.newCap(sizeHint, start)
 		d.alloc += int64(c)
 		*p = pending{active: true, buf: make([]byte, 0, c), start: start, time: t}
 	} else if need := len(p.buf) + sizeHint; need > cap(p.buf) {

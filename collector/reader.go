@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -43,6 +44,9 @@ type reader struct {
 	seen    int64 // end of the last read: nothing new until the content grows past it
 	counted int64 // bytes counted in bytes_total up to here
 	want    int   // size of the next read: read_bytes, more for a long line or a replay
+	// joinRoom is room asked for, beside the read, for the records a
+	// replay joins again (they may fill the whole read).
+	joinRoom int64
 
 	// held is budget held by the reader: between reads exactly what it
 	// keeps (records being joined, a stream's kept line); during a read, also
@@ -51,6 +55,9 @@ type reader struct {
 	held      int64
 	charge    int64
 	allocMark int64
+	// buf is the read being decoded; nil once a batch took it, or once
+	// known unreferenced.
+	buf []byte
 
 	atEnd     bool // the last read reached what there was
 	rotatedAt time.Time
@@ -229,7 +236,7 @@ func (r *reader) readLen(size int64) int {
 func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 	want := r.readLen(size)
 	for {
-		need := min(int64(want)+r.c.budget.slack(), r.c.budget.size) - (r.held - r.keeps())
+		need := min(int64(want)+r.joinRoom+r.c.budget.slack(), r.c.budget.size) - (r.held - r.keeps())
 		if need <= 0 {
 			break // room taken before
 		}
@@ -255,6 +262,7 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 		return nil
 	}
 	buf := make([]byte, want)
+	r.buf = buf
 	r.charge = r.keeps() + int64(cap(buf))
 	r.allocMark = r.dec.alloc
 	n, err := r.content.readAt(buf, r.off)
@@ -288,6 +296,7 @@ func (r *reader) consume(ctx context.Context, data []byte, final bool) {
 	recs := make([]Record, 0, len(data)/128+1)
 	emit := func(rec Record) { recs = append(recs, rec) }
 	r.dec.now = time.Now().UnixNano()
+	r.dec.readEnd = start + int64(len(data))
 	pos := 0
 	for pos < len(data) {
 		end := bytes.IndexByte(data[pos:], '\n')
@@ -310,7 +319,7 @@ func (r *reader) consume(ctx context.Context, data []byte, final bool) {
 			break
 		}
 		line := data[pos : pos+end]
-		if used := r.charge + r.dec.alloc - r.allocMark + r.dec.maxGrowth(len(line)); used > r.held && !r.topUp(used-r.held) {
+		if used := r.charge + r.dec.alloc - r.allocMark + r.dec.maxGrowth(len(line), start+int64(pos)); used > r.held && !r.topUp(used-r.held) {
 			// No room to decode this line: send what was decoded, give
 			// back the rest, and wait for our turn.
 			r.off = start + int64(pos)
@@ -324,8 +333,11 @@ func (r *reader) consume(ctx context.Context, data []byte, final bool) {
 	r.off = start + int64(pos)
 	r.content.retain(r.off)
 	r.charge += r.content.held()
-	if !r.dec.pending() && r.off >= r.dec.replayEnd && pos > 0 {
-		r.want = r.c.cfg.ReadBytes
+	if r.off >= r.dec.replayEnd {
+		r.joinRoom = 0
+		if !r.dec.pending() && pos > 0 {
+			r.want = r.c.cfg.ReadBytes
+		}
 	}
 	r.cut(ctx, recs, r.off)
 }
@@ -350,6 +362,7 @@ func (r *reader) topUp(n int64) bool {
 func (r *reader) giveBack(next int) {
 	from := r.dec.stall(r.off)
 	r.want = max(r.want, int(r.off-from)+next+r.c.cfg.ReadBytes)
+	r.joinRoom = int64(r.want)
 	r.off, r.seen = from, from
 	r.content.retain(from)
 	r.releaseAll()
@@ -379,6 +392,16 @@ func (r *reader) trim() {
 func (r *reader) cut(ctx context.Context, recs []Record, consumed int64) {
 	charged := r.charge + r.dec.alloc - r.allocMark
 	keep := r.keeps()
+	if r.buf != nil && !pointsInto(recs, r.buf) {
+		// No record points into the read (they were all joined or
+		// copied): it is garbage now, not the batch's to hold.
+		free := min(int64(cap(r.buf)), charged-keep)
+		charged -= free
+		r.charge -= free
+		r.held -= free
+		r.c.budget.release(free)
+	}
+	r.buf = nil
 	// Never more than the reader holds: a batch releases what it takes.
 	give := min(max(charged-keep, 0), r.held)
 	r.held -= give
@@ -401,7 +424,11 @@ func (r *reader) cut(ctx context.Context, recs []Record, consumed int64) {
 		c.budget.release(give)
 		c.m.inflightBytes.Sub(float64(give))
 	})
-	b.CaughtUp = r.atEnd
+	// Nothing more of this file soon: it was read to its end, or the
+	// memory budget is full, so the next read waits for acknowledgements
+	// (an output holding this batch for its batch age would make it wait
+	// that long).
+	b.CaughtUp = r.atEnd || r.c.budget.tight(min(int64(r.want)+r.joinRoom+r.c.budget.slack(), r.c.budget.size))
 	sent := time.Now()
 	err := c.sink.Send(ctx, b)
 	if time.Since(sent) > time.Millisecond {
@@ -413,6 +440,23 @@ func (r *reader) cut(ctx context.Context, recs []Record, consumed int64) {
 		c.budget.release(give)
 		c.m.inflightBytes.Sub(float64(give))
 	}
+}
+
+// pointsInto reports whether a record's message lies in buf (zero-copy).
+func pointsInto(recs []Record, buf []byte) bool {
+	if len(buf) == 0 {
+		return false
+	}
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	hi := lo + uintptr(cap(buf))
+	for _, rec := range recs {
+		if len(rec.Log) > 0 {
+			if p := uintptr(unsafe.Pointer(unsafe.SliceData(rec.Log))); p >= lo && p < hi {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // flushStale sends the records being joined whose next piece has not come for

@@ -65,10 +65,13 @@ type Batch struct {
 	// Bytes is the number of file bytes this batch holds against the
 	// collector's in-flight budget.
 	Bytes int
-	// CaughtUp says that when this batch was cut, its file had nothing more
-	// to read: no more records of this file will follow soon. An output may
-	// send what it holds for the file's tag at once instead of waiting for
-	// its batch age, so that a quiet node delivers fresh records quickly.
+	// CaughtUp says that when this batch was cut, no more records of its
+	// file would follow soon: the file had nothing more to read, or the
+	// collector's memory (collector.buffer_bytes) was full, so that its next
+	// read waits for acknowledgements. An output may send what it holds for
+	// the file's tag at once instead of waiting for its batch age, so that a
+	// quiet node delivers fresh records quickly, and memory held by batches
+	// waiting for their age does not stall reading.
 	CaughtUp bool
 
 	acked atomic.Bool
