@@ -18,17 +18,48 @@ import (
 //
 // Reading waits for room, in turn (the semaphore is FIFO: a large request is
 // not overtaken by small ones, so a file with a long record is not starved).
-// A reader never waits while it holds memory: each could hold part of what
-// the others wait for. It first gives back the records it is joining and
-// reads their pieces again when its turn comes (decoder.stall), asking then
-// for room for all of them at once. So a record longer than what is free
-// waits until enough is acknowledged, and is then joined whole.
+// Readers that wait while holding memory could each hold part of what the
+// others wait for. So a reader waits holding the records it is joining only
+// if they are small and, with those of the other readers waiting so, within a
+// quarter of the budget; no request is larger than the other three quarters,
+// so the first in line always gets its turn once batches are acknowledged.
+// Otherwise it gives them back and reads their pieces again when its turn
+// comes (decoder.stall), asking then for room for all of them at once. So a
+// record longer than what is free waits until enough is acknowledged, and
+// is then joined whole.
 type budget struct {
-	sem   *semaphore.Weighted
-	size  int64
-	used  prometheus.Gauge
-	inUse atomic.Int64
+	sem      *semaphore.Weighted
+	size     int64
+	used     prometheus.Gauge
+	inUse    atomic.Int64
+	waitHeld atomic.Int64 // held by readers waiting for more
 }
+
+// maxRequest is the most a reader asks for at once.
+func (b *budget) maxRequest() int64 { return b.size - b.size/4 }
+
+// smallHold is the most a reader may hold while it waits for more: a
+// read and a record being joined, in a budget of the default size.
+func (b *budget) smallHold() int64 { return min(512<<10, b.size/8) }
+
+// holdWhileWaiting reserves, for a reader about to wait, the right to keep h
+// bytes meanwhile; false: it must give them back first.
+func (b *budget) holdWhileWaiting(h int64) bool {
+	if h > b.smallHold() {
+		return false
+	}
+	for {
+		cur := b.waitHeld.Load()
+		if cur+h > b.size/4 {
+			return false
+		}
+		if b.waitHeld.CompareAndSwap(cur, cur+h) {
+			return true
+		}
+	}
+}
+
+func (b *budget) doneWaiting(h int64) { b.waitHeld.Add(-h) }
 
 func newBudget(size int64, used prometheus.Gauge) *budget {
 	return &budget{sem: semaphore.NewWeighted(size), size: size, used: used}

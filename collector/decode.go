@@ -216,14 +216,58 @@ func (d *decoder) maxGrowth(n int, start int64) int64 {
 	return int64(g + worst)
 }
 
+// growth is what decoding this line allocates, looked at more closely than
+// maxGrowth: the stream it is on, and whether it is a piece of a record.
+func (d *decoder) growth(line []byte, start int64) int64 {
+	var s Stream
+	var n int
+	partial, copied := false, false
+	switch d.fmt {
+	case FormatCRI:
+		_, st, p, msg, ok := parseCRI(line)
+		if !ok {
+			return 0 // malformed: passed on as it is, zero-copy
+		}
+		s, partial, n = st, p, len(msg)
+	case FormatDocker:
+		raw, st, _, shaped := scanDockerFast(line)
+		if !shaped {
+			var ok bool
+			if raw, st, _, ok = parseDockerSlow(line); !ok {
+				return 0
+			}
+		}
+		s, n = st, len(raw)
+		partial = !rawEndsWithNewline(raw)
+		copied = true
+	default:
+		return d.maxGrowth(len(line), start)
+	}
+	if start < d.replayEnd && start < d.replayFrom[s] {
+		return 0 // skipped
+	}
+	g := 0
+	if copied {
+		g = n + arenaBlock
+	}
+	switch p := &d.pend[s]; {
+	case p.active && len(p.buf)+n > cap(p.buf):
+		g += d.grownCap(len(p.buf)+n, cap(p.buf), n)
+	case !p.active && partial:
+		g += d.newCap(n, start)
+	}
+	return int64(g)
+}
+
 // newCap is the capacity of a record started by a piece of n bytes on the
-// line at start: room for a few runtime-split pieces (16 KiB each); during a
-// replay, all that is left of the read, which the record's pieces (seen
-// before the stall) may fill.
+// line at start: room for a few runtime-split pieces (16 KiB each). During
+// a replay the record is known to go on to where the reader stalled (the
+// window): room for twice that, within the read, at once.
 func (d *decoder) newCap(n int, start int64) int {
 	c := max(min(max(3*n, 256), d.maxRecord), n)
 	if start < d.replayEnd {
-		c = max(c, min(int(d.readEnd-start), d.maxRecord+n))
+		window := int(d.replayEnd - start)
+		c = max(c, min(2*window+n, int(d.readEnd-start), d.maxRecord+n))
 	}
 	return c
 }

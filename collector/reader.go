@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -47,6 +48,11 @@ type reader struct {
 	// joinRoom is room asked for, beside the read, for the records a
 	// replay joins again (they may fill the whole read).
 	joinRoom int64
+	// gaveBackAt is where the reader last gave back what it was joining;
+	// escalate is the extra room it asks for, doubled each time it gives
+	// back at the same place.
+	gaveBackAt int64
+	escalate   int64
 
 	// held is budget held by the reader: between reads exactly what it
 	// keeps (records being joined, a stream's kept line); during a read, also
@@ -55,9 +61,7 @@ type reader struct {
 	held      int64
 	charge    int64
 	allocMark int64
-	// buf is the read being decoded; nil once a batch took it, or once
-	// known unreferenced.
-	buf []byte
+	bufHeld   int64 // the read buffer being decoded (its own charge)
 
 	atEnd     bool // the last read reached what there was
 	rotatedAt time.Time
@@ -202,6 +206,7 @@ func (r *reader) truncated() {
 	r.dec.reset()
 	r.releaseAll()
 	r.off, r.seen, r.counted, r.want = 0, 0, 0, r.c.cfg.ReadBytes
+	r.joinRoom, r.gaveBackAt, r.escalate = 0, 0, 0
 	r.f.prog.reset(0)
 	r.f.read.Store(0)
 	r.fpDone = false
@@ -235,36 +240,44 @@ func (r *reader) readLen(size int64) int {
 // an unterminated last line is a record too.
 func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 	want := r.readLen(size)
+	b := r.c.budget
 	for {
-		need := min(int64(want)+r.joinRoom+r.c.budget.slack(), r.c.budget.size) - (r.held - r.keeps())
+		// Room for the read, some for what decoding allocates (and,
+		// after a stall, for the records it joins again) is waited for;
+		// more room for decoding is taken below if free, and waited for
+		// while decoding if need be.
+		need := min(int64(want)+int64(want)/2+b.slack()+r.joinRoom, b.maxRequest()) - (r.held - r.keeps())
 		if need <= 0 {
 			break // room taken before
 		}
-		if r.c.budget.tryAcquire(need) {
+		if b.tryAcquire(need) {
 			r.held += need
 			break
 		}
-		if r.dec.pending() {
-			// Not wait holding memory: give it back, and join those
-			// pieces again when our turn comes.
-			r.giveBack(0)
-			want = r.readLen(size)
-			continue
-		}
-		n, err := r.c.budget.acquire(ctx, need)
+		got, err := r.waitFor(ctx, need)
 		if err != nil {
 			return err
 		}
-		r.held += n
+		if !got {
+			want = r.readLen(size) // gave back: a replay, longer
+			continue
+		}
 		// The file may have changed while we waited (truncated, say): look
 		// at it again before reading, with the room in hand.
 		r.verify = true
 		return nil
 	}
 	buf := make([]byte, want)
-	r.buf = buf
-	r.charge = r.keeps() + int64(cap(buf))
-	r.allocMark = r.dec.alloc
+	// The buffer's room moves from the reader to the buffer's own charge,
+	// released once decoding is done and every batch pointing into it is
+	// acknowledged.
+	bc := &bufCharge{b: b, m: r.c.m, buf: buf, n: int64(cap(buf))}
+	bc.refs.Store(1)
+	defer bc.unref()
+	r.held -= bc.n
+	r.bufHeld = bc.n
+	defer func() { r.bufHeld = 0 }()
+	r.charge, r.allocMark = r.keeps(), r.dec.alloc
 	n, err := r.content.readAt(buf, r.off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		r.trim()
@@ -278,19 +291,94 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 	}
 	r.f.read.Store(r.seen)
 	r.atEnd = r.seen >= size || errors.Is(err, io.EOF)
-	r.consume(ctx, buf, final && r.atEnd)
+	if err := r.consume(ctx, buf, bc, final && r.atEnd); err != nil {
+		return err
+	}
 	r.trim()
 	r.updateFingerprint()
 	r.flushStale(ctx)
 	return nil
 }
 
+// waitFor waits for n bytes of room. The reader may keep what it holds
+// meanwhile only if that is little (budget.holdWhileWaiting); otherwise it
+// gives back the records it is joining first (got=false: it rewound, to read
+// them again).
+func (r *reader) waitFor(ctx context.Context, n int64) (got bool, err error) {
+	b := r.c.budget
+	hold := r.keeps()
+	holding := r.dec.pending()
+	if holding && !b.holdWhileWaiting(hold) {
+		r.giveBack(0)
+		return false, nil
+	}
+	n += r.dropSurplus()
+	m, err := b.acquire(ctx, n)
+	if holding {
+		b.doneWaiting(hold)
+	}
+	if err != nil {
+		return false, err
+	}
+	r.held += m
+	r.verify = true // the file may have changed while we waited
+	return true, nil
+}
+
+// acquireHolding waits for n bytes while holding hold bytes, for which
+// budget.holdWhileWaiting was granted.
+func (r *reader) acquireHolding(ctx context.Context, n, hold int64) error {
+	n += r.dropSurplus()
+	m, err := r.c.budget.acquire(ctx, n)
+	r.c.budget.doneWaiting(hold)
+	if err != nil {
+		return err
+	}
+	r.held += m
+	r.verify = true
+	return nil
+}
+
+// dropSurplus gives back, before waiting, what the reader holds beyond what
+// it keeps (a waiting reader holds no more than it reserved), and returns it.
+func (r *reader) dropSurplus() int64 {
+	surplus := r.held - r.keeps()
+	if surplus <= 0 {
+		return 0
+	}
+	r.c.budget.release(surplus)
+	r.held -= surplus
+	r.charge, r.allocMark = r.keeps(), r.dec.alloc
+	return surplus
+}
+
+// bufCharge is the budget held for one read buffer.
+type bufCharge struct {
+	b        *budget
+	m        *metrics
+	buf      []byte
+	n        int64
+	refs     atomic.Int32 // the reader while it decodes, and each batch pointing into buf
+	inflight bool         // counted in inflight_bytes, by the first batch
+}
+
+func (bc *bufCharge) unref() {
+	if bc.refs.Add(-1) == 0 {
+		bc.b.release(bc.n)
+		if bc.inflight {
+			bc.m.inflightBytes.Sub(float64(bc.n))
+		}
+	}
+}
+
 // keeps is the memory the reader keeps between reads.
 func (r *reader) keeps() int64 { return r.dec.pendingCap() + r.content.held() }
 
 // consume decodes the complete lines of data, read from off, and sends their
-// records as one batch. With final, an unterminated last line is one too.
-func (r *reader) consume(ctx context.Context, data []byte, final bool) {
+// records as one batch (more if it runs short of memory on the way). With
+// final, an unterminated last line is one too. It returns an error only
+// when ctx is done.
+func (r *reader) consume(ctx context.Context, data []byte, bc *bufCharge, final bool) error {
 	start := r.off
 	maxLine := r.c.cfg.MaxRecordBytes + headerSlack
 	recs := make([]Record, 0, len(data)/128+1)
@@ -319,13 +407,32 @@ func (r *reader) consume(ctx context.Context, data []byte, final bool) {
 			break
 		}
 		line := data[pos : pos+end]
-		if used := r.charge + r.dec.alloc - r.allocMark + r.dec.maxGrowth(len(line), start+int64(pos)); used > r.held && !r.topUp(used-r.held) {
-			// No room to decode this line: send what was decoded, give
-			// back the rest, and wait for our turn.
+		used := r.charge + r.dec.alloc - r.allocMark + r.dec.maxGrowth(len(line), start+int64(pos))
+		if used > r.held {
+			// The quick bound says no room: look at what this line
+			// really needs (its stream, whether it is a piece).
+			used += r.dec.growth(line, start+int64(pos)) - r.dec.maxGrowth(len(line), start+int64(pos))
+		}
+		if used > r.held && !r.topUp(used-r.held) {
+			// No room to decode this line: send what was decoded, then
+			// wait for room, keeping the read and the records being
+			// joined if that is little; otherwise stop here (the next
+			// read starts at this line, asking for room for it too).
+			lineNeed := used - (r.charge + r.dec.alloc - r.allocMark)
 			r.off = start + int64(pos)
-			r.cut(ctx, recs, r.off)
-			r.giveBack(len(line) + 1)
-			return
+			r.cut(ctx, recs, r.off, bc)
+			hold := r.keeps() + bc.n
+			if !r.c.budget.holdWhileWaiting(hold) {
+				r.seen = r.off
+				r.joinRoom = max(r.joinRoom, lineNeed)
+				r.content.retain(r.off)
+				return nil
+			}
+			recs = make([]Record, 0, (len(data)-pos)/128+1)
+			if err := r.acquireHolding(ctx, lineNeed+r.c.budget.slack(), hold); err != nil {
+				return err
+			}
+			continue
 		}
 		r.dec.decode(line, start+int64(pos), emit)
 		pos = next
@@ -339,15 +446,16 @@ func (r *reader) consume(ctx context.Context, data []byte, final bool) {
 			r.want = r.c.cfg.ReadBytes
 		}
 	}
-	r.cut(ctx, recs, r.off)
+	r.cut(ctx, recs, r.off, bc)
+	return nil
 }
 
 // topUp takes n more bytes (and some slack) for decoding, if they are free.
 func (r *reader) topUp(n int64) bool {
-	if r.held >= r.c.budget.size {
-		return true // holding all there is: more can never come
+	if r.held+r.bufHeld >= r.c.budget.maxRequest() {
+		return true // holding the most a reader may: more can never come
 	}
-	n = min(n+r.c.budget.slack(), r.c.budget.size-r.held)
+	n = min(n+r.c.budget.slack(), r.c.budget.maxRequest()-r.held)
 	if !r.c.budget.tryAcquire(n) {
 		return false
 	}
@@ -360,9 +468,19 @@ func (r *reader) topUp(n int64) bool {
 // read and join them again in one go once there is room: next bytes more
 // than what they span.
 func (r *reader) giveBack(next int) {
+	// Given back again where it was last time: the room asked for was
+	// short. Ask for more each time, up to the most a reader may hold
+	// (where it may then overdraw): it gets past this line at last.
+	if r.off <= r.gaveBackAt {
+		r.escalate = max(2*r.escalate, r.c.budget.slack())
+	} else {
+		r.escalate = 0
+	}
+	r.gaveBackAt = r.off
 	from := r.dec.stall(r.off)
-	r.want = max(r.want, int(r.off-from)+next+r.c.cfg.ReadBytes)
-	r.joinRoom = int64(r.want)
+	span := int(r.off-from) + next
+	r.want = max(r.want, span+r.c.cfg.ReadBytes)
+	r.joinRoom = int64(2*span) + r.escalate
 	r.off, r.seen = from, from
 	r.content.retain(from)
 	r.releaseAll()
@@ -386,22 +504,12 @@ func (r *reader) trim() {
 }
 
 // cut sends recs, the records decoded up to consumed, as one batch holding
-// the memory they use (the read buffer they point into, the copies they own)
-// until it is acknowledged. The checkpoint may move to consumed, or to the
-// first line of the oldest record still being joined.
-func (r *reader) cut(ctx context.Context, recs []Record, consumed int64) {
+// the memory they use (the copies they own; and the read buffer bc, if they
+// point into it) until it is acknowledged. The checkpoint may move to
+// consumed, or to the first line of the oldest record still being joined.
+func (r *reader) cut(ctx context.Context, recs []Record, consumed int64, bc *bufCharge) {
 	charged := r.charge + r.dec.alloc - r.allocMark
 	keep := r.keeps()
-	if r.buf != nil && !pointsInto(recs, r.buf) {
-		// No record points into the read (they were all joined or
-		// copied): it is garbage now, not the batch's to hold.
-		free := min(int64(cap(r.buf)), charged-keep)
-		charged -= free
-		r.charge -= free
-		r.held -= free
-		r.c.budget.release(free)
-	}
-	r.buf = nil
 	// Never more than the reader holds: a batch releases what it takes.
 	give := min(max(charged-keep, 0), r.held)
 	r.held -= give
@@ -418,11 +526,27 @@ func (r *reader) cut(ctx context.Context, recs []Record, consumed int64) {
 	r.records.Add(float64(len(recs)))
 	seq := r.f.prog.add(safe)
 	prog, c := r.f.prog, r.c
-	c.m.inflightBytes.Add(float64(give))
-	b := NewBatch(r.src, recs, int(give), func() {
-		prog.ack(seq)
+	inflight := give
+	if bc != nil && pointsInto(recs, bc.buf) {
+		bc.refs.Add(1)
+		if !bc.inflight {
+			bc.inflight = true
+			inflight += bc.n
+		}
+	} else {
+		bc = nil
+	}
+	c.m.inflightBytes.Add(float64(inflight))
+	release := func() {
 		c.budget.release(give)
 		c.m.inflightBytes.Sub(float64(give))
+		if bc != nil {
+			bc.unref()
+		}
+	}
+	b := NewBatch(r.src, recs, int(inflight), func() {
+		prog.ack(seq)
+		release()
 	})
 	// Nothing more of this file soon: it was read to its end, or the
 	// memory budget is full, so the next read waits for acknowledgements
@@ -437,8 +561,7 @@ func (r *reader) cut(ctx context.Context, recs []Record, consumed int64) {
 	if err != nil {
 		// Only on shutdown: the records were not delivered, and the
 		// checkpoint stays before them, so the next run reads them again.
-		c.budget.release(give)
-		c.m.inflightBytes.Sub(float64(give))
+		release()
 	}
 }
 
@@ -471,7 +594,7 @@ func (r *reader) flushStale(ctx context.Context) {
 	var recs []Record
 	n := r.dec.flushStale(time.Now().UnixNano()-int64(timeout)+1, func(rec Record) { recs = append(recs, rec) })
 	r.c.m.partialFlushed.Add(float64(n))
-	r.cut(ctx, recs, r.off)
+	r.cut(ctx, recs, r.off, nil)
 }
 
 // finish reads what is left of a file that is finished for good (an
@@ -490,7 +613,7 @@ func (r *reader) finish(ctx context.Context, size int64) error {
 	var recs []Record
 	r.dec.flush(func(rec Record) { recs = append(recs, rec) })
 	r.atEnd = true
-	r.cut(ctx, recs, r.off)
+	r.cut(ctx, recs, r.off, nil)
 	r.trim()
 	return nil
 }
