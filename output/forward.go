@@ -206,6 +206,12 @@ func (f *Forward) appendBatchLocked(b *collector.Batch, now time.Time) {
 	}
 	if ts.open != nil {
 		f.accountLocked(ts.open)
+		if b.CaughtUp {
+			// Nothing more of this file soon (read to its end, or the
+			// collector waits for memory this chunk holds): send it now
+			// rather than at batch_age.
+			f.sealLocked(ts)
+		}
 	}
 }
 
