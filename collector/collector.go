@@ -28,6 +28,7 @@ type Collector struct {
 	lock   *stateLock
 	store  *checkpointStore
 	budget *budget
+	pools  *pools
 	roots  logRoots
 
 	mu     sync.Mutex
@@ -100,6 +101,7 @@ func New(cfg Config, sink Sink, reg prometheus.Registerer, log *slog.Logger) (*C
 		cfg: cfg, sink: sink, log: log, m: m, lock: lock,
 		store:          newCheckpointStore(cfg.StateDir),
 		budget:         newBudget(int64(cfg.BufferBytes), m.bufferUsed),
+		pools:          newPools(cfg.ReadBytes),
 		roots:          resolveRoots(roots),
 		byDir:          map[string][]*file{},
 		byPath:         map[string]*file{},

@@ -267,11 +267,11 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 		r.verify = true
 		return nil
 	}
-	buf := make([]byte, want)
+	buf := r.c.pools.buffer(want)
 	// The buffer's room moves from the reader to the buffer's own charge,
 	// released once decoding is done and every batch pointing into it is
 	// acknowledged.
-	bc := &bufCharge{b: b, m: r.c.m, buf: buf, n: int64(cap(buf))}
+	bc := &bufCharge{b: b, m: r.c.m, pools: r.c.pools, buf: buf, n: int64(cap(buf))}
 	bc.refs.Store(1)
 	defer bc.unref()
 	r.held -= bc.n
@@ -356,6 +356,7 @@ func (r *reader) dropSurplus() int64 {
 type bufCharge struct {
 	b        *budget
 	m        *metrics
+	pools    *pools
 	buf      []byte
 	n        int64
 	refs     atomic.Int32 // the reader while it decodes, and each batch pointing into buf
@@ -368,6 +369,7 @@ func (bc *bufCharge) unref() {
 		if bc.inflight {
 			bc.m.inflightBytes.Sub(float64(bc.n))
 		}
+		bc.pools.putBuffer(bc.buf) // no record points into it any more
 	}
 }
 
@@ -381,7 +383,7 @@ func (r *reader) keeps() int64 { return r.dec.pendingCap() + r.content.held() }
 func (r *reader) consume(ctx context.Context, data []byte, bc *bufCharge, final bool) error {
 	start := r.off
 	maxLine := r.c.cfg.MaxRecordBytes + headerSlack
-	recs := make([]Record, 0, len(data)/128+1)
+	recs := r.c.pools.records(len(data)/128 + 1)
 	emit := func(rec Record) { recs = append(recs, rec) }
 	r.dec.now = time.Now().UnixNano()
 	r.dec.readEnd = start + int64(len(data))
@@ -428,7 +430,7 @@ func (r *reader) consume(ctx context.Context, data []byte, bc *bufCharge, final 
 				r.content.retain(r.off)
 				return nil
 			}
-			recs = make([]Record, 0, (len(data)-pos)/128+1)
+			recs = r.c.pools.records((len(data)-pos)/128 + 1)
 			if err := r.acquireHolding(ctx, lineNeed+r.c.budget.slack(), hold); err != nil {
 				return err
 			}
@@ -521,6 +523,7 @@ func (r *reader) cut(ctx context.Context, recs []Record, consumed int64, bc *buf
 	if len(recs) == 0 {
 		r.f.prog.advance(safe)
 		r.c.budget.release(give)
+		r.c.pools.putRecords(recs)
 		return
 	}
 	r.records.Add(float64(len(recs)))
@@ -543,6 +546,7 @@ func (r *reader) cut(ctx context.Context, recs []Record, consumed int64, bc *buf
 		if bc != nil {
 			bc.unref()
 		}
+		c.pools.putRecords(recs) // delivered: nothing reads them any more
 	}
 	b := NewBatch(r.src, recs, int(inflight), func() {
 		prog.ack(seq)

@@ -27,7 +27,8 @@ type Record struct {
 	// Stream is stdout or stderr.
 	Stream Stream
 	// Log is the message without the runtime's header and without its trailing newline.
-	// It may point into a buffer shared by the batch: treat it as read-only.
+	// It may point into a buffer shared by the batch: treat it as read-only,
+	// and do not keep it after the batch's Ack (the collector reuses the buffer).
 	Log []byte
 }
 
@@ -88,7 +89,9 @@ func NewBatch(src *Source, recs []Record, bytes int, ack func()) *Batch {
 	return b
 }
 
-// Ack marks every record of the batch as delivered. Only the first call counts.
+// Ack marks every record of the batch as delivered. Only the first call
+// counts. After it the batch's Records must not be read: the collector
+// reuses their memory.
 func (b *Batch) Ack() {
 	if b.acked.CompareAndSwap(false, true) && b.ack != nil {
 		b.ack()
