@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,6 +188,18 @@ func (n *node) checkpoints() map[string]int64 {
 		out[f.Path] = f.Offset
 	}
 	return out
+}
+
+// freeAddr is a loopback address nothing listens on, for the agent's --listen
+// when the test scrapes it.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // seqLine is line i of a container: sequence numbers per container.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,12 +38,7 @@ func BenchmarkLongRecords(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		listen := ln.Addr().String()
-		ln.Close()
+		listen := freeAddr(b)
 		args := []string{"--output", "forward", "--forward", recv.Addr(), "--log-glob", filepath.Join(root, "containers", "*.log"),
 			"--state-dir", b.TempDir(), "--listen", listen, "--node-name", "node-a", "--enrich=false", "--log-level", "warn"}
 		if f := os.Getenv("BENCH_CONFIG"); f != "" {

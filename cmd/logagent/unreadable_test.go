@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -49,12 +48,7 @@ func TestUnreadableLogsFailReadiness(t *testing.T) {
 	if err := os.Symlink(live, filepath.Join(root, "containers", "web_ns_app-0123.log")); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	var log syncBuffer
 	cmd := exec.Command(bin, "--log-glob", filepath.Join(root, "containers", "*.log"), "--state-dir", state,
 		"--listen", addr, "--node-name", "node-a", "--enrich=false")
