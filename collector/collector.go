@@ -85,12 +85,15 @@ func New(cfg Config, sink Sink, reg prometheus.Registerer, log *slog.Logger) (*C
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	lock, err := lockStateDir(cfg.StateDir)
+	lock, warn, err := lockStateDir(cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if warn != nil {
+		log.Warn("state directory", "err", warn)
 	}
 	roots := cfg.LogRoots
 	if len(roots) == 0 {
