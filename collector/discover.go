@@ -374,7 +374,7 @@ func (c *Collector) startReader(ctx context.Context, f *file, cand *candidate, f
 func (c *Collector) runReader(ctx context.Context, r *reader) {
 	end := r.run(ctx)
 	from := r.off
-	if end != endDrained && end != endGaveUp {
+	if end != endDrained {
 		from = r.dec.stall(r.off) // the next reader starts fresh
 	}
 	r.close()
@@ -384,10 +384,12 @@ func (c *Collector) runReader(ctx context.Context, r *reader) {
 	if c.byPath[f.path] == f {
 		delete(c.byPath, f.path)
 	}
-	switch end {
-	case endDrained, endGaveUp:
+	if end == endDrained {
 		f.ended, f.end = true, r.off
-	default:
+	} else {
+		// Stopped, failed, or a deleted file left over
+		// deleted_hold_bytes: a next reader (of its .gz, if the kubelet
+		// compressed it) starts where this one stopped.
 		f.next = from
 	}
 	c.mu.Unlock()
