@@ -63,8 +63,9 @@ type Batch struct {
 	// "kubernetes" key. The collector sets it to Source.Kubernetes; enrich may
 	// replace it with the pod's full metadata. Shared between batches: read-only.
 	Kubernetes []byte
-	// Bytes is the number of file bytes this batch holds against the
-	// collector's in-flight budget.
+	// Bytes is the memory this batch holds against collector.buffer_bytes
+	// until it is acknowledged: the copies its records own, and the read
+	// buffer they point into (counted by the first batch pointing into it).
 	Bytes int
 	// CaughtUp says that when this batch was cut, no more records of its
 	// file would follow soon: the file had nothing more to read, or the
