@@ -14,7 +14,7 @@ IMAGE_ENGINE ?=
 
 export LOGAGENT_KUBE_ASSETS ?= $(TOOLS)/bin
 
-.PHONY: all build test unit e2e fuzz demo bench lint tools deps image-deps image test-image clean
+.PHONY: all build test unit e2e fuzz demo bench soak lint tools deps image-deps image test-image clean
 
 all: build
 
@@ -57,6 +57,13 @@ fuzz:
 bench:
 	GENLOGS=$(GENLOGS) $(GO) test -run '^$$' -bench . -benchmem ./collector/ ./enrich/ ./output/
 	GENLOGS=$(GENLOGS) $(GO) test -run '^$$' -bench 'Pipeline|Node' -benchtime 1x -timeout 60m ./cmd/logagent/
+
+## soak: randomized fault soak of the agent binary, outside `make test`: kills, stops, receiver
+## outages, rotation storms, copytruncate, pod churn; prints lines written, lost and duplicated.
+## SOAK_DURATION (default 10m), SOAK_SEED (default: from the clock, printed) make a run repeatable.
+SOAK_DURATION ?= 10m
+soak:
+	SOAK_DURATION=$(SOAK_DURATION) SOAK_SEED=$(SOAK_SEED) $(GO) test -tags soak -count=1 -run '^TestSoak$$' -v -timeout 0 ./cmd/logagent/
 
 ## lint: go vet and staticcheck
 lint: $(TOOLS)/bin/staticcheck

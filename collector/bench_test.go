@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -29,6 +30,9 @@ func BenchmarkTailParse(b *testing.B) {
 		cfg.LogGlob = filepath.Join(root, "containers", "*.log")
 		cfg.StateDir = state
 		cfg.PollInterval = 10 * time.Millisecond
+		if v := os.Getenv("BENCH_BUFFER"); v != "" { // collector.buffer_bytes, to compare
+			fmt.Sscan(v, &cfg.BufferBytes)
+		}
 		c, err := New(cfg, SinkFunc(func(_ context.Context, bt *Batch) error {
 			got.Add(int64(len(bt.Records)))
 			bt.Ack()

@@ -4,65 +4,24 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
-	"syscall"
+	"time"
 )
 
-// fingerprintBytes is how much of a file's head identifies it beside its inode:
-// a reused inode with other content is a new file (as Vector's file-source does).
-const fingerprintBytes = 256
-
-// fileID is a file's identity on the node: device and inode.
-type fileID struct {
-	Dev uint64 `json:"dev"`
-	Ino uint64 `json:"ino"`
-}
-
-func (id fileID) String() string { return fmt.Sprintf("%d:%d", id.Dev, id.Ino) }
-
-func statID(fi os.FileInfo) (fileID, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fileID{}, false
-	}
-	return fileID{Dev: uint64(st.Dev), Ino: st.Ino}, true
-}
-
-// fingerprint hashes the first n bytes of f (n <= fingerprintBytes). It reads
-// with ReadAt, so the file's read position is untouched.
-func fingerprint(f io.ReaderAt, n int) (uint64, int, error) {
-	buf := make([]byte, n)
-	got, err := f.ReadAt(buf, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return 0, 0, err
-	}
-	h := fnv.New64a()
-	h.Write(buf[:got])
-	return h.Sum64(), got, nil
-}
-
 // checkpoint is one file's persisted position: the offset up to which every
-// record was acknowledged downstream.
+// record was acknowledged downstream, and what identifies the file.
 type checkpoint struct {
 	Path   string `json:"path"`
 	ID     fileID `json:"id"`
 	FPLen  int    `json:"fp_len"`
 	FP     uint64 `json:"fp"`
 	Offset int64  `json:"offset"`
-}
-
-// matches reports whether the open file f is the file this checkpoint names:
-// same inode and the same first bytes.
-func (c checkpoint) matches(f io.ReaderAt) bool {
-	if c.FPLen == 0 {
-		return true
-	}
-	fp, n, err := fingerprint(f, c.FPLen)
-	return err == nil && n == c.FPLen && fp == c.FP
+	// Done: the file was rotated, read to its end and every record of it
+	// acknowledged (or it was history from before the first start): nothing
+	// is left to read, and a compressed form of it is not decompressed.
+	Done bool `json:"done,omitempty"`
 }
 
 type stateFile struct {
@@ -70,35 +29,49 @@ type stateFile struct {
 	Files   []checkpoint `json:"files"`
 }
 
-// checkpointStore persists checkpoints crash-safely: write a temporary file,
-// fsync it, rename it over the old one, fsync the directory.
+// checkpointFile is the name of the checkpoint file in the state directory.
+const checkpointFile = "checkpoints.json"
+
+// checkpointStore persists checkpoints crash-safely: write a unique
+// temporary file, fsync it, rename it over the old one, fsync the directory.
+// The state directory is the agent's alone: it holds a lock (see stateLock).
 type checkpointStore struct {
+	dir  string
 	path string
 }
 
-func newCheckpointStore(dir string) (*checkpointStore, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("checkpoint: state dir: %w", err)
-	}
-	return &checkpointStore{path: filepath.Join(dir, "checkpoints.json")}, nil
+func newCheckpointStore(dir string) *checkpointStore {
+	return &checkpointStore{dir: dir, path: filepath.Join(dir, checkpointFile)}
 }
 
-func (s *checkpointStore) load() ([]checkpoint, error) {
+// errNoCheckpoints: there is no checkpoint file, the agent's first start on
+// this node (or with this state directory).
+var errNoCheckpoints = errors.New("no checkpoint file")
+
+// load reads the checkpoints. A file that cannot be parsed is moved aside
+// (renamed with a timestamp, for a human to look at) and reported as an
+// error: the caller then reads everything on disk from the head.
+func (s *checkpointStore) load(now time.Time) ([]checkpoint, error) {
 	data, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, errNoCheckpoints
 	}
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: read %s: %w", s.path, err)
 	}
 	var st stateFile
-	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("checkpoint: parse %s: %w", s.path, err)
+	err = json.Unmarshal(data, &st)
+	if err == nil && st.Version != 1 {
+		err = fmt.Errorf("unknown version %d", st.Version)
 	}
-	if st.Version != 1 {
-		return nil, fmt.Errorf("checkpoint: %s: unknown version %d", s.path, st.Version)
+	if err == nil {
+		return st.Files, nil
 	}
-	return st.Files, nil
+	aside := s.path + ".corrupt-" + now.UTC().Format("20060102T150405.000000000Z")
+	if rerr := os.Rename(s.path, aside); rerr != nil {
+		return nil, fmt.Errorf("checkpoint: %s: %v (and could not keep it aside: %w)", s.path, err, rerr)
+	}
+	return nil, fmt.Errorf("checkpoint: %s: %v; kept aside as %s", s.path, err, aside)
 }
 
 func (s *checkpointStore) save(files []checkpoint) error {
@@ -107,28 +80,43 @@ func (s *checkpointStore) save(files []checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint: encode: %w", err)
 	}
-	tmp := s.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	// A unique temporary name (mode 0600): nothing else writes it, and a
+	// crash leaves at most a stray temporary file, removed at the next start.
+	f, err := os.CreateTemp(s.dir, checkpointFile+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	if _, err := f.Write(data); err != nil {
+	tmp := f.Name()
+	fail := func(op string, err error) error {
 		f.Close()
-		return fmt.Errorf("checkpoint: write %s: %w", tmp, err)
+		os.Remove(tmp)
+		return fmt.Errorf("checkpoint: %s %s: %w", op, tmp, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail("write", err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("checkpoint: fsync %s: %w", tmp, err)
+		return fail("fsync", err)
 	}
 	if err := f.Close(); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("checkpoint: close %s: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, s.path); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	if d, err := os.Open(filepath.Dir(s.path)); err == nil {
+	if d, err := os.Open(s.dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
 	return nil
+}
+
+// removeStrayTemps removes temporary files a crash left behind.
+func (s *checkpointStore) removeStrayTemps() {
+	stray, _ := filepath.Glob(filepath.Join(s.dir, checkpointFile+".tmp*"))
+	for _, p := range stray {
+		os.Remove(p)
+	}
 }

@@ -6,9 +6,9 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -17,7 +17,6 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/semaphore"
 )
 
 // Collector tails every container log file that Config.LogGlob finds.
@@ -26,91 +25,122 @@ type Collector struct {
 	sink   Sink
 	log    *slog.Logger
 	m      *metrics
+	lock   *stateLock
 	store  *checkpointStore
-	budget *semaphore.Weighted
+	budget *budget
+	pools  *pools
+	roots  logRoots
 
-	mu        sync.Mutex
-	files     map[fileID]*file // every file known: being read, drained, or from the checkpoint
-	knownDirs map[string]bool  // container dirs the checkpoint knew at start
-	// displaced are checkpointed files whose inode number a new file took
-	// while the agent was away: their rest may still be in a .gz.
-	displaced []*file
-	started   bool             // the first scan is done: new files are read from the head
-	byPath    map[string]*file // current path of files being read, for fsnotify events
-	watched   map[string]bool
-	watcher   *fsnotify.Watcher
-	lastSaved []checkpoint
-	// lastSaved0 is when the previous run last saved its checkpoints: a
-	// rotation compressed after it may hold what that run never read.
-	lastSaved0 time.Time
+	mu     sync.Mutex
+	byDir  map[string][]*file // every file known, by container log directory
+	byPath map[string]*file   // current name of files being read, for inotify events
+	// nsFiles counts the files of each namespace, to delete its series
+	// when none is left.
+	nsFiles map[string]int
+	mode    startMode
+	gen     uint64 // scan generation
+	watched map[string]bool
+	watcher *fsnotify.Watcher
+	scan    scanReport // what the last rescan could and could not read
+	// globEmptySince is when the log glob began to match nothing.
+	globEmptySince time.Time
+	globEmptySaid  bool
+	// globQuietAfter is how long the glob may match nothing before the
+	// collector says so.
+	globQuietAfter time.Duration
 
-	wg          sync.WaitGroup
+	saveMu      sync.Mutex // one save at a time
+	lastSaved   []checkpoint
+	saveErr     error // the last save's error, nil once one succeeds
+	saveFails   int   // saves failed in a row
+	saveFailing time.Time
+
+	wg          sync.WaitGroup // readers and the watcher
 	rescanNow   chan struct{}
 	deletedHeld atomic.Int64
+	saverStop   chan struct{}
+	saverDone   chan struct{}
+	closeOnce   sync.Once
 }
 
-// file is one log file: its identity, where it is, and how far it is acknowledged.
-type file struct {
-	id    fileID
-	path  string // the current name; a rotation renames it
-	dir   string
-	src   *Source // nil for a file known only from the checkpoint so far
-	fpLen int
-	fp    uint64
-	prog  *progress
+// startMode says how files with no checkpoint entry are read at the first scan.
+type startMode int
 
-	tailing bool
-	notify  chan struct{}
-	size    atomic.Int64 // last size seen
-	read    atomic.Int64 // offset read up to
-}
+const (
+	// modeNormal: a file not in the checkpoint is new, read from its head.
+	modeNormal startMode = iota
+	// modeFirstInstall: no checkpoint file. Live files start where
+	// read_from says; rotations (plain or compressed) are history from
+	// before the agent, remembered as read.
+	modeFirstInstall
+	// modeRecover: the checkpoint file could not be read. Everything on
+	// disk is read from the head: duplicates, not loss.
+	modeRecover
+)
 
-// New returns a collector that sends batches to sink. reg may be nil.
+// New returns a collector that sends batches to sink. reg may be nil. It
+// locks the state directory: a second collector on it fails here, naming
+// the holder, until Close.
 func New(cfg Config, sink Sink, reg prometheus.Registerer, log *slog.Logger) (*Collector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	store, err := newCheckpointStore(cfg.StateDir)
+	lock, warn, err := lockStateDir(cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if warn != nil {
+		log.Warn("state directory", "err", warn)
+	}
+	roots := cfg.LogRoots
+	if len(roots) == 0 {
+		roots = defaultLogRoots(cfg.LogGlob)
+	}
+	m := newMetrics(reg)
 	return &Collector{
-		cfg: cfg, sink: sink, log: log, m: newMetrics(reg), store: store,
-		budget:    semaphore.NewWeighted(int64(cfg.BufferBytes)),
-		files:     map[fileID]*file{},
-		knownDirs: map[string]bool{},
-		byPath:    map[string]*file{},
-		watched:   map[string]bool{},
-		rescanNow: make(chan struct{}, 1),
+		cfg: cfg, sink: sink, log: log, m: m, lock: lock,
+		store:          newCheckpointStore(cfg.StateDir),
+		budget:         newBudget(int64(cfg.BufferBytes), m.bufferUsed),
+		pools:          newPools(cfg.ReadBytes),
+		roots:          resolveRoots(roots),
+		byDir:          map[string][]*file{},
+		byPath:         map[string]*file{},
+		nsFiles:        map[string]int{},
+		watched:        map[string]bool{},
+		rescanNow:      make(chan struct{}, 1),
+		globQuietAfter: 30 * time.Second,
 	}, nil
 }
 
 // Run reads until ctx is done, then stops reading and returns once every
 // file's reader has stopped. Batches already sent stay the sink's to
-// acknowledge; call Close after the sink has flushed to persist the final
-// checkpoints.
+// acknowledge: checkpoints go on being saved as they are acknowledged until
+// Close, which saves them one last time.
 func (c *Collector) Run(ctx context.Context) error {
-	if fi, err := os.Stat(c.store.path); err == nil {
-		c.lastSaved0 = fi.ModTime()
-	}
-	saved, err := c.store.load()
-	if err != nil {
-		// A damaged state file must not stop log collection: start over,
-		// loudly. Records may be sent again; none are lost.
-		c.log.Error("ignoring unreadable checkpoints", "err", err)
-		c.m.checkpointErrs.Inc()
-	}
+	c.store.removeStrayTemps()
+	saved, err := c.store.load(time.Now())
 	c.mu.Lock()
-	for _, cp := range saved {
-		f := &file{id: cp.ID, path: cp.Path, dir: filepath.Dir(cp.Path), fpLen: cp.FPLen, fp: cp.FP, prog: newProgress(cp.Offset)}
-		c.files[cp.ID] = f
-		c.knownDirs[f.dir] = true
+	switch {
+	case errors.Is(err, errNoCheckpoints):
+		c.mode = modeFirstInstall
+		c.log.Info("no checkpoint file: first start with this state directory", "read_from", c.cfg.ReadFrom, "state_dir", c.cfg.StateDir)
+	case err != nil:
+		// A damaged state file must not stop log collection: read
+		// everything on disk again, loudly. Records may be sent again;
+		// none are lost.
+		c.mode = modeRecover
+		c.m.checkpointErrs.Inc()
+		c.log.Error("unreadable checkpoint file: reading every log file on disk from its start, rotated and compressed ones included", "err", err)
 	}
-	c.lastSaved = saved
+	for _, cp := range saved {
+		c.addFile(fileFromCheckpoint(cp))
+	}
 	c.mu.Unlock()
+	c.saverStop, c.saverDone = make(chan struct{}), make(chan struct{})
+	go c.saveLoop()
 
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -119,16 +149,20 @@ func (c *Collector) Run(ctx context.Context) error {
 		c.log.Warn("file watching unavailable, relying on rescans", "err", err)
 	} else {
 		c.watcher = w
+		c.mu.Lock()
 		c.watch(filepath.Dir(c.cfg.LogGlob))
+		c.mu.Unlock()
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.watchEvents(ctx) }()
 	}
 
 	c.rescan(ctx)
+	// From now on a checkpoint file exists: a restart is no first start.
+	if err := c.SaveCheckpoints(); err != nil {
+		c.log.Error("saving checkpoints", "err", err)
+	}
 	rescan := time.NewTicker(c.cfg.RescanInterval)
 	defer rescan.Stop()
-	save := time.NewTicker(c.cfg.CheckpointInterval)
-	defer save.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -142,7 +176,22 @@ func (c *Collector) Run(ctx context.Context) error {
 			c.rescan(ctx)
 		case <-c.rescanNow:
 			c.rescan(ctx)
-		case <-save.C:
+		}
+	}
+}
+
+// saveLoop persists checkpoints every checkpoint_interval until Close: also
+// after Run returned, while the stages after the collector flush, so that a
+// SIGKILL during the flush keeps what was acknowledged.
+func (c *Collector) saveLoop() {
+	defer close(c.saverDone)
+	t := time.NewTicker(c.cfg.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.saverStop:
+			return
+		case <-t.C:
 			c.updateLag()
 			if err := c.SaveCheckpoints(); err != nil {
 				c.log.Error("saving checkpoints", "err", err)
@@ -151,20 +200,29 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 }
 
-// Close persists the checkpoints one last time. Call it after Run returned
-// and the sink has delivered what it could.
+// Close persists the checkpoints one last time and unlocks the state
+// directory. Call it after Run returned and the sink has delivered what it could.
 func (c *Collector) Close() error {
-	return c.SaveCheckpoints()
+	var err error
+	c.closeOnce.Do(func() {
+		if c.saverStop != nil {
+			close(c.saverStop)
+			<-c.saverDone
+			err = c.SaveCheckpoints()
+		}
+		c.lock.unlock()
+	})
+	return err
 }
 
 // SaveCheckpoints persists every file's acknowledged offset, if any changed.
 func (c *Collector) SaveCheckpoints() error {
+	c.saveMu.Lock()
+	defer c.saveMu.Unlock()
 	c.mu.Lock()
-	cps := make([]checkpoint, 0, len(c.files))
-	for _, f := range c.files {
-		off, _ := f.prog.offset()
-		cps = append(cps, checkpoint{Path: f.path, ID: f.id, FPLen: f.fpLen, FP: f.fp, Offset: off})
-	}
+	var cps []checkpoint
+	c.forEachFile(func(f *file) { cps = append(cps, f.checkpoint()) })
+	c.mu.Unlock()
 	slices.SortFunc(cps, func(a, b checkpoint) int {
 		switch {
 		case a.Path < b.Path:
@@ -174,19 +232,45 @@ func (c *Collector) SaveCheckpoints() error {
 		}
 		return 0
 	})
-	same := slices.Equal(cps, c.lastSaved)
-	c.mu.Unlock()
-	if same {
+	if c.lastSaved != nil && slices.Equal(cps, c.lastSaved) {
 		return nil
 	}
-	if err := c.store.save(cps); err != nil {
+	if cps == nil {
+		cps = []checkpoint{}
+	}
+	err := c.store.save(cps)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
 		c.m.checkpointErrs.Inc()
+		if c.saveFails == 0 {
+			c.saveFailing = time.Now()
+		}
+		c.saveFails++
+		c.saveErr = err
 		return err
 	}
-	c.mu.Lock()
+	c.saveFails, c.saveErr = 0, nil
 	c.lastSaved = cps
-	c.mu.Unlock()
 	return nil
+}
+
+// Ready is nil while the collector does its job. It fails while checkpoint
+// saves keep failing (the state directory is not writable: a restart would
+// send everything again), and while log files exist but none can be read
+// (permissions, the log roots), with the reason.
+func (c *Collector) Ready() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	if c.saveFails >= 3 {
+		errs = append(errs, fmt.Errorf("checkpoints not saved for %s (%d attempts): %w",
+			time.Since(c.saveFailing).Round(time.Second), c.saveFails, c.saveErr))
+	}
+	if s := c.scan; s.unreadable > 0 && s.readable == 0 {
+		errs = append(errs, fmt.Errorf("no log file can be read (%d unreadable; e.g. %s: %s)", s.unreadable, s.example, s.exampleErr))
+	}
+	return errors.Join(errs...)
 }
 
 // updateLag sums, over the files being read, the bytes written but not read.
@@ -194,18 +278,19 @@ func (c *Collector) updateLag() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var lag int64
-	for _, f := range c.files {
-		if f.tailing {
+	c.forEachFile(func(f *file) {
+		if f.reader != nil {
 			if d := f.size.Load() - f.read.Load(); d > 0 {
 				lag += d
 			}
 		}
-	}
+	})
 	c.m.lagBytes.Set(float64(lag))
 }
 
-// watch adds an fsnotify watch on dir, once. Directories, not files, are
-// watched: one watch covers every file of a container, rotations included.
+// watch adds an inotify watch on dir, once; c.mu is held. Directories, not
+// files, are watched: one watch covers every file of a container,
+// rotations included.
 func (c *Collector) watch(dir string) {
 	if c.watcher == nil || c.watched[dir] {
 		return
@@ -215,6 +300,19 @@ func (c *Collector) watch(dir string) {
 		return
 	}
 	c.watched[dir] = true
+}
+
+// unwatchExcept drops the watches of directories not in keep (gone, or no
+// longer holding a tailed container's logs); c.mu is held.
+func (c *Collector) unwatchExcept(keep map[string]bool) {
+	for dir := range c.watched {
+		if !keep[dir] {
+			if c.watcher != nil {
+				c.watcher.Remove(dir) // fails for a directory already gone: its watch went with it
+			}
+			delete(c.watched, dir)
+		}
+	}
 }
 
 // watchEvents wakes readers on writes and rescans on anything else.

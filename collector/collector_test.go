@@ -132,6 +132,7 @@ func TestFileDeletedWhileReading(t *testing.T) {
 	cfg := n.config()
 	cfg.ReadBytes = 8 << 10
 	cfg.BufferBytes = 16 << 10
+	cfg.MaxRecordBytes = 1024
 	sink := newCapture()
 	sink.setHold(true)
 	start(t, cfg, sink)
@@ -171,6 +172,7 @@ func TestRestartResumesFromCheckpoint(t *testing.T) {
 	cfg := n.config()
 	cfg.ReadBytes = 16 << 10
 	cfg.BufferBytes = 64 << 10
+	cfg.MaxRecordBytes = 1024
 
 	// Acknowledge the first two batches only, out of order.
 	acked := runPartlyAcked(t, cfg, 3, 1, 0)
@@ -203,9 +205,7 @@ func TestRotationWhileStopped(t *testing.T) {
 	r := start(t, cfg, sink)
 	waitFor(t, "100 lines", func() bool { return sink.distinct() == 100 })
 	waitFor(t, "a checkpoint at the end", func() bool {
-		r.c.mu.Lock()
-		f := r.c.files[mustID(t, live)]
-		r.c.mu.Unlock()
+		f := r.c.fileAt(live)
 		off, _ := f.prog.offset()
 		return off == fileSize(t, live)
 	})
@@ -279,11 +279,12 @@ func TestFairness(t *testing.T) {
 	cfg := n.config()
 	cfg.ReadBytes = 16 << 10
 	cfg.BufferBytes = 32 << 10
+	cfg.MaxRecordBytes = 1024
 	sink := newCapture()
 	sink.setHold(true)
 	r := start(t, cfg, sink)
 	waitFor(t, "the budget to fill", func() bool {
-		return testutil.ToFloat64(r.c.m.inflightBytes) > float64(cfg.BufferBytes-cfg.ReadBytes)
+		return testutil.ToFloat64(r.c.m.inflightBytes) > float64(cfg.BufferBytes-2*cfg.ReadBytes)
 	})
 	appendFile(t, quiet, numberedLines("q", 0, 5))
 	waitFor(t, "the quiet file to be tailed", func() bool { return testutil.ToFloat64(r.c.m.filesTailed) == 2 })
@@ -299,6 +300,18 @@ func TestFairness(t *testing.T) {
 	if sink.distinct() > 60000 {
 		t.Fatalf("reading did not pause while batches were unacknowledged: %d records read", sink.distinct())
 	}
+}
+
+// fileAt is the entry of the file now at path, nil if none.
+func (c *Collector) fileAt(path string) *file {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.byDir[filepath.Dir(path)] {
+		if f.path == path {
+			return f
+		}
+	}
+	return nil
 }
 
 func mustID(t *testing.T, path string) fileID {

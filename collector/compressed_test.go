@@ -71,6 +71,7 @@ func TestRotationCompressedWhileStopped(t *testing.T) {
 	cfg := n.config()
 	cfg.ReadBytes = 16 << 10
 	cfg.BufferBytes = 64 << 10
+	cfg.MaxRecordBytes = 1024
 
 	acked := runPartlyAcked(t, cfg, 2, 0)
 
@@ -101,16 +102,17 @@ func TestRotationCompressedWhileStopped(t *testing.T) {
 	if got := testutil.ToFloat64(r2.c.m.compressedResumed); got != 1 {
 		t.Errorf("compressed_resumed_total = %v, want 1", got)
 	}
-	// Once acknowledged, the compressed file's entry is forgotten.
+	// Once acknowledged, the compressed file is done (its entry stays while it is on disk).
 	waitFor(t, "the entry to go", func() bool {
 		r2.c.mu.Lock()
 		defer r2.c.mu.Unlock()
-		for _, f := range r2.c.files {
-			if strings.HasSuffix(f.path, ".gz") {
-				return false
+		done := true
+		r2.c.forEachFile(func(f *file) {
+			if strings.HasSuffix(f.path, ".gz") && !f.done() {
+				done = false
 			}
-		}
-		return true
+		})
+		return done
 	})
 }
 

@@ -13,6 +13,11 @@ type Config struct {
 	LogGlob string `yaml:"log_glob"`
 	// StateDir holds the checkpoint file.
 	StateDir string `yaml:"state_dir"`
+	// LogRoots are the folders log files may be in, once links are
+	// resolved: anything else is not read. Empty: the "pods" folder beside
+	// the glob's folder (/var/log/pods for the default glob) and
+	// /var/lib/docker/containers.
+	LogRoots []string `yaml:"log_roots"`
 	// NodeName goes into every record's kubernetes.host.
 	NodeName string `yaml:"-"`
 	// ReadFrom says where to start in a file with no checkpoint when the
@@ -39,6 +44,11 @@ type Config struct {
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// CheckpointInterval is how often checkpoints are persisted.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// PartialFlushTimeout is how long a record joined from partial lines
+	// waits for its next piece before it is sent as it is: a container that
+	// exits mid-line never writes the rest, and the checkpoint cannot pass a
+	// record still being joined.
+	PartialFlushTimeout time.Duration `yaml:"partial_flush_timeout"`
 	// PolicyConfig holds multiline and rate_limit (policy.go).
 	PolicyConfig `yaml:",inline"`
 }
@@ -46,18 +56,19 @@ type Config struct {
 // DefaultConfig returns the settings a DaemonSet on a kubelet node wants.
 func DefaultConfig() Config {
 	return Config{
-		LogGlob:            "/var/log/containers/*.log",
-		StateDir:           "/var/lib/logagent",
-		ReadFrom:           "head",
-		MaxRecordBytes:     1 << 20,
-		ReadBytes:          256 << 10,
-		BufferBytes:        4 << 20,
-		DeletedHoldBytes:   256 << 20,
-		RotateWait:         5 * time.Second,
-		RescanInterval:     5 * time.Second,
-		PollInterval:       time.Second,
-		CheckpointInterval: 200 * time.Millisecond,
-		PolicyConfig:       DefaultPolicyConfig(),
+		LogGlob:             "/var/log/containers/*.log",
+		StateDir:            "/var/lib/logagent",
+		ReadFrom:            "head",
+		MaxRecordBytes:      1 << 20,
+		ReadBytes:           256 << 10,
+		BufferBytes:         4 << 20,
+		DeletedHoldBytes:    256 << 20,
+		RotateWait:          5 * time.Second,
+		RescanInterval:      5 * time.Second,
+		PollInterval:        time.Second,
+		CheckpointInterval:  200 * time.Millisecond,
+		PartialFlushTimeout: 5 * time.Second,
+		PolicyConfig:        DefaultPolicyConfig(),
 	}
 }
 
@@ -84,15 +95,22 @@ func (c Config) Validate() error {
 	if c.ReadBytes < 4096 {
 		bad("read_bytes", "must be at least 4096, not %d", c.ReadBytes)
 	}
-	if c.BufferBytes < c.ReadBytes {
-		bad("buffer_bytes", "must be at least read_bytes (%d), not %d", c.ReadBytes, c.BufferBytes)
+	if least := 2*c.MaxRecordBytes + c.ReadBytes; c.BufferBytes < least {
+		// Room to join a record of max_record_bytes from its pieces while
+		// reading them: the pieces' bytes and the record.
+		bad("buffer_bytes", "must be at least 2 × max_record_bytes + read_bytes (%d), not %d", least, c.BufferBytes)
+	}
+	for _, r := range c.LogRoots {
+		if !filepath.IsAbs(r) {
+			bad("log_roots", "%q is not an absolute path", r)
+		}
 	}
 	if c.DeletedHoldBytes < 0 {
 		bad("deleted_hold_bytes", "must not be negative")
 	}
 	for key, d := range map[string]time.Duration{
 		"rescan_interval": c.RescanInterval, "poll_interval": c.PollInterval,
-		"checkpoint_interval": c.CheckpointInterval,
+		"checkpoint_interval": c.CheckpointInterval, "partial_flush_timeout": c.PartialFlushTimeout,
 	} {
 		if d <= 0 {
 			bad(key, "must be positive, not %s", d)

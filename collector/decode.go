@@ -66,6 +66,25 @@ type decoder struct {
 	// split stdout and stderr independently, and their pieces interleave.
 	pend [2]pending
 
+	// now is the wall clock (Unix nanoseconds) of the read being decoded, set
+	// by the reader: a pending record's last piece is stamped with it.
+	now int64
+	// alloc counts the bytes the decoder allocated for records and pending
+	// records (joins, unescaped copies, arena blocks): the reader charges
+	// them to the memory budget.
+	alloc int64
+
+	// After a stall (the reader gave back its memory and went back to the
+	// oldest pending record's first line), lines that start before replayEnd
+	// were seen before: of those only the pieces of the records dropped at
+	// the stall, lines of stream s from replayFrom[s] on, are decoded again.
+	replayEnd  int64
+	replayFrom [2]int64
+	// readEnd is the file offset where the read being decoded ends: a
+	// record started during a replay is sized to what is left of it at
+	// once, rather than grown piece by piece.
+	readEnd int64
+
 	// arena holds decoded (unescaped) Docker messages of single-line records,
 	// many per allocation. Bytes handed out are never written again; a block
 	// is simply abandoned when full and freed once its records are.
@@ -79,6 +98,7 @@ type pending struct {
 	start  int64  // file offset of the line holding buf's first byte
 	time   int64  // time of that line
 	pieces int    // lines contributing to buf
+	last   int64  // wall clock (Unix ns) of the last piece
 }
 
 // newDecoder returns a decoder that joins partial lines into messages of at
@@ -103,6 +123,9 @@ func (d *decoder) format() Format { return d.fmt }
 // offset start, and calls emit for every record it completes (0, 1 or more).
 // The line must stay unchanged for as long as the emitted records live.
 func (d *decoder) decode(line []byte, start int64, emit func(Record)) {
+	if start < d.replayEnd && !d.replayed(line, start) {
+		return
+	}
 	if d.fmt == FormatUnknown {
 		d.fmt = detectFormat(line)
 	}
@@ -155,6 +178,181 @@ func (d *decoder) flush(emit func(Record)) {
 func (d *decoder) reset() {
 	d.pend = [2]pending{}
 	d.fmt = FormatUnknown
+	d.replayEnd = 0
+}
+
+// pendingCap is the memory held by the records being joined.
+func (d *decoder) pendingCap() int64 {
+	var n int64
+	for i := range d.pend {
+		if d.pend[i].active {
+			n += int64(cap(d.pend[i].buf))
+		}
+	}
+	return n
+}
+
+// pending reports whether a record is being joined.
+func (d *decoder) pending() bool { return d.pend[0].active || d.pend[1].active }
+
+// maxGrowth bounds what decoding one line of n bytes at start may allocate:
+// a copy of its message (Docker: unescaped, in an arena block or its own),
+// and, for the stream it is on (unknown before it is parsed, so the worst of
+// the two), the growth of the record being joined or a new one.
+func (d *decoder) maxGrowth(n int, start int64) int64 {
+	g := 0
+	if d.fmt != FormatCRI {
+		g = n + arenaBlock
+	}
+	worst := 0
+	for i := range d.pend {
+		switch p := &d.pend[i]; {
+		case p.active:
+			if len(p.buf)+n > cap(p.buf) {
+				worst = max(worst, d.grownCap(len(p.buf)+n, cap(p.buf), n))
+			}
+		case start < d.replayEnd && start < d.replayFrom[i]:
+			// Seen before a stall and sent then: skipped.
+		default:
+			worst = max(worst, d.newCap(n, start))
+		}
+	}
+	return int64(g + worst)
+}
+
+// growth is what decoding this line allocates, looked at more closely than
+// maxGrowth: the stream it is on, and whether it is a piece of a record.
+func (d *decoder) growth(line []byte, start int64) int64 {
+	var s Stream
+	var n int
+	partial, copied := false, false
+	switch d.fmt {
+	case FormatCRI:
+		_, st, p, msg, ok := parseCRI(line)
+		if !ok {
+			return 0 // malformed: passed on as it is, zero-copy
+		}
+		s, partial, n = st, p, len(msg)
+	case FormatDocker:
+		raw, st, _, shaped := scanDockerFast(line)
+		if !shaped {
+			var ok bool
+			if raw, st, _, ok = parseDockerSlow(line); !ok {
+				return 0
+			}
+		}
+		s, n = st, len(raw)
+		partial = !rawEndsWithNewline(raw)
+		copied = true
+	default:
+		return d.maxGrowth(len(line), start)
+	}
+	if start < d.replayEnd && start < d.replayFrom[s] {
+		return 0 // skipped
+	}
+	g := 0
+	if copied {
+		g = n + arenaBlock
+	}
+	switch p := &d.pend[s]; {
+	case p.active && len(p.buf)+n > cap(p.buf):
+		g += d.grownCap(len(p.buf)+n, cap(p.buf), n)
+	case !p.active && partial:
+		g += d.newCap(n, start)
+	}
+	return int64(g)
+}
+
+// newCap is the capacity of a record started by a piece of n bytes on the
+// line at start: room for a few runtime-split pieces (16 KiB each). During
+// a replay the record is known to go on to where the reader stalled (the
+// window): room for twice that, within the read, at once.
+func (d *decoder) newCap(n int, start int64) int {
+	c := max(min(max(3*n, 256), d.maxRecord), n)
+	if start < d.replayEnd {
+		window := int(d.replayEnd - start)
+		c = max(c, min(2*window+n, int(d.readEnd-start), d.maxRecord+n))
+	}
+	return c
+}
+
+// grownCap is the capacity a pending record of capacity c that needs need
+// bytes grows to, for a piece of n bytes: doubling, for few copies, but
+// never beyond what the longest record and its last piece need.
+func (d *decoder) grownCap(need, c, n int) int {
+	return max(need, min(2*c, d.maxRecord+n))
+}
+
+// stall drops the records being joined, because the reader gives back the
+// memory it holds and waits for its turn, and arranges for the lines from the
+// oldest one's first line up to at (the next line to decode) to be decoded
+// again without emitting anything twice. It returns the offset to read from.
+func (d *decoder) stall(at int64) (from int64) {
+	end := max(at, d.replayEnd)
+	from = at
+	for i := range d.pend {
+		p := &d.pend[i]
+		if p.active {
+			d.replayFrom[i] = p.start
+			from = min(from, p.start)
+		} else {
+			d.replayFrom[i] = end
+		}
+		*p = pending{}
+	}
+	d.replayEnd = end
+	return from
+}
+
+// replayed reports whether a line seen before a stall is to be decoded again:
+// a piece of a record dropped at the stall.
+func (d *decoder) replayed(line []byte, start int64) bool {
+	var s Stream
+	var ok bool
+	switch d.fmt {
+	case FormatCRI:
+		_, s, _, _, ok = parseCRI(line)
+	case FormatDocker:
+		var shaped bool
+		if _, s, _, shaped = scanDockerFast(line); !shaped {
+			_, s, _, ok = parseDockerSlow(line)
+		} else {
+			ok = true
+		}
+	}
+	return ok && start >= d.replayFrom[s]
+}
+
+// flushStale emits, oldest first, the records being joined whose last piece
+// came before cutoff (wall clock, Unix ns): their rest will not come (a
+// container that exited mid-line). It returns how many it emitted.
+func (d *decoder) flushStale(cutoff int64, emit func(Record)) (n int) {
+	for {
+		i := -1
+		for j := range d.pend {
+			if p := &d.pend[j]; p.active && p.last < cutoff && (i < 0 || p.start < d.pend[i].start) {
+				i = j
+			}
+		}
+		if i < 0 {
+			return n
+		}
+		p := &d.pend[i]
+		d.emitJoined(Stream(i), p.time, p.buf, p.pieces, emit)
+		*p = pending{}
+		n++
+	}
+}
+
+// oldestPiece is the wall clock of the stalest pending record's last piece
+// (ok=false if none).
+func (d *decoder) oldestPiece() (last int64, ok bool) {
+	for i := range d.pend {
+		if p := &d.pend[i]; p.active && (!ok || p.last < last) {
+			last, ok = p.last, true
+		}
+	}
+	return last, ok
 }
 
 // good notes the time of a well-formed line.
@@ -202,12 +400,21 @@ func (d *decoder) emitJoined(s Stream, t int64, msg []byte, pieces int, emit fun
 // sizeHint bytes that is on the line at offset start with time t, and returns
 // the length of the message before the piece. The caller appends the piece to
 // p.buf and calls endPiece.
+//
+// beginPiece makes room for sizeHint more bytes (the piece's raw length: an
+// unescaped piece is never longer), so that the caller's append does not
+// allocate: the growth is chosen, and counted, here.
 func (d *decoder) beginPiece(p *pending, t, start int64, sizeHint int) int {
 	if !p.active {
-		// Room for a few runtime-split pieces (16 KiB each) in one go.
-		c := min(max(3*sizeHint, 256), d.maxRecord)
+		c := d.newCap(sizeHint, start)
+		d.alloc += int64(c)
 		*p = pending{active: true, buf: make([]byte, 0, c), start: start, time: t}
+	} else if need := len(p.buf) + sizeHint; need > cap(p.buf) {
+		c := d.grownCap(need, cap(p.buf), sizeHint)
+		d.alloc += int64(c)
+		p.buf = append(make([]byte, 0, c), p.buf...)
 	}
+	p.last = d.now
 	return len(p.buf)
 }
 

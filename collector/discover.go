@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
+	"time"
 )
 
 // containerLogs is one container log directory and what the links say of it.
@@ -16,8 +18,9 @@ type containerLogs struct {
 	links map[int]string // restart count -> link path
 }
 
-// rescan reconciles what is on disk with what is being read: it finds new
-// files (live or rotated), follows renames, and prunes files gone for good.
+// rescan reconciles what is on disk with what is known: it finds new files
+// (live, rotated or compressed), follows renames and compression, starts
+// readers, and forgets files gone for good.
 func (c *Collector) rescan(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
@@ -27,31 +30,15 @@ func (c *Collector) rescan(ctx context.Context) {
 		c.log.Error("bad log glob", "glob", c.cfg.LogGlob, "err", err)
 		return
 	}
+	c.globMatched(len(links), time.Now())
+	var next scanReport
+	keepWatch := map[string]bool{filepath.Dir(c.cfg.LogGlob): true}
 	dirs := map[string]*containerLogs{}
 	for _, link := range links {
-		target, err := filepath.EvalSymlinks(link)
-		if err != nil {
-			// A link whose target is missing: made before its target, or
-			// caught between a rotation's rename and the new file. Its
-			// directory may still hold rotated files to read; and the
-			// nearest existing directory is watched, so the target's
-			// creation is noticed.
-			t, rerr := os.Readlink(link)
-			if rerr != nil {
-				continue
-			}
-			if !filepath.IsAbs(t) {
-				t = filepath.Join(filepath.Dir(link), t)
-			}
-			c.watchNearest(filepath.Dir(t))
-			target = t
-		}
-		restart, rotated, ok := logName(filepath.Base(target))
-		if !ok || rotated {
-			c.log.Debug("link target is not a container log", "link", link, "target", target)
+		dir, restart, ok := c.linkTarget(link, &next, keepWatch)
+		if !ok {
 			continue
 		}
-		dir := filepath.Dir(target)
 		cl := dirs[dir]
 		if cl == nil {
 			pd, err := parseContainerDir(dir)
@@ -68,7 +55,10 @@ func (c *Collector) rescan(ctx context.Context) {
 		cl.links[restart] = link
 	}
 
-	seen := map[fileID]bool{}
+	c.mu.Lock()
+	c.gen++
+	gen := c.gen
+	c.mu.Unlock()
 	scanned := map[string]bool{}
 	names := make([]string, 0, len(dirs))
 	for dir := range dirs {
@@ -79,26 +69,68 @@ func (c *Collector) rescan(ctx context.Context) {
 		c.mu.Lock()
 		c.watch(dir)
 		c.mu.Unlock()
-		if c.scanDir(ctx, dir, dirs[dir], seen) {
+		keepWatch[dir] = true
+		if c.scanDir(ctx, dir, dirs[dir], gen, &next) {
 			scanned[dir] = true
 		}
 	}
 
-	// Forget files gone for good: not found in a directory that was just
-	// read, or whose directory is gone. A file in a directory this scan did
-	// not read (its link missing for a moment) is kept: forgetting it would
-	// make it look new, and be read again, when it is seen next.
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for id, f := range c.files {
-		if seen[id] || f.tailing {
-			continue
-		}
-		if scanned[f.dir] || dirGone(f.dir) {
-			delete(c.files, id)
+	// Files in a directory this scan did not read (its link missing for a
+	// moment) are kept: forgetting one would make it look new, and be read
+	// again, when it is seen next. Those whose directory is gone are not.
+	for dir, fs := range c.byDir {
+		if !scanned[dir] && dirGone(dir) {
+			for _, f := range snapshot(fs) {
+				c.forgetIfGone(f, gen)
+			}
 		}
 	}
-	c.started = true
+	c.unwatchExcept(keepWatch)
+	c.scan = next
+	c.mode = modeNormal
+}
+
+func snapshot(fs []*file) []*file { return append([]*file(nil), fs...) }
+
+// linkTarget resolves one link the glob found to its container log directory
+// and restart count; ok=false if it is not to be read.
+func (c *Collector) linkTarget(link string, next *scanReport, keepWatch map[string]bool) (dir string, restart int, ok bool) {
+	target, err := os.Readlink(link)
+	switch {
+	case errors.Is(err, fs.ErrInvalid):
+		target = link // not a link: the glob names the files themselves
+	case err != nil:
+		c.mu.Lock()
+		c.cannotRead(next, link, err)
+		c.mu.Unlock()
+		return "", 0, false
+	case !filepath.IsAbs(target):
+		target = filepath.Join(filepath.Dir(link), target)
+	}
+	restart, rotated, ok := logName(filepath.Base(target))
+	if !ok || rotated {
+		c.log.Debug("link target is not a container log", "link", link, "target", target)
+		return "", 0, false
+	}
+	dir = filepath.Dir(target)
+	if err := c.roots.checkDir(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// A link made before its target, or caught between a
+			// rotation's rename and the new file: watch the nearest
+			// existing directory, so the target's creation is noticed.
+			if w := c.watchNearest(dir); w != "" {
+				keepWatch[w] = true
+			}
+			return "", 0, false
+		}
+		c.mu.Lock()
+		c.cannotRead(next, link, err)
+		c.mu.Unlock()
+		return "", 0, false
+	}
+	return dir, restart, true
 }
 
 func dirGone(dir string) bool {
@@ -106,139 +138,277 @@ func dirGone(dir string) bool {
 	return errors.Is(err, fs.ErrNotExist)
 }
 
-// scanDir looks at every live and rotated log file of one container.
-func (c *Collector) scanDir(ctx context.Context, dir string, cl *containerLogs, seen map[fileID]bool) (ok bool) {
+// scanDir identifies every live, rotated and compressed log file of one
+// container. It returns false if the directory could not be read.
+func (c *Collector) scanDir(ctx context.Context, dir string, cl *containerLogs, gen uint64, next *scanReport) bool {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
+		c.mu.Lock()
+		c.cannotRead(next, dir, err)
+		c.mu.Unlock()
 		return false
 	}
-	// Oldest rotation first, so a container's backlog is read in order.
-	sort.Slice(entries, func(i, j int) bool { return rotationOrder(entries[i].Name()) < rotationOrder(entries[j].Name()) })
-	for _, e := range entries {
-		restart, rotated, ok := logName(e.Name())
-		if !ok {
-			continue
-		}
-		path := filepath.Join(dir, e.Name())
-		fh, err := os.Open(path)
-		if err != nil {
-			continue
-		}
-		fi, err := fh.Stat()
-		if err != nil || !fi.Mode().IsRegular() {
-			fh.Close()
-			continue
-		}
-		id, ok := statID(fi)
-		if !ok {
-			fh.Close()
-			continue
-		}
-		seen[id] = true
-		if c.adopt(ctx, fh, fi.Size(), id, path, dir, restart, rotated, cl) {
-			continue
-		}
-		fh.Close()
+	type name struct {
+		path    string
+		restart int
+		rotated bool
 	}
-	c.mu.Lock()
-	first := !c.started
-	c.mu.Unlock()
-	if first {
-		c.resumeCompressed(ctx, dir, entries, cl, seen)
+	var plain, gz []name
+	for _, e := range entries {
+		n := e.Name()
+		if base, ok := strings.CutSuffix(n, ".gz"); ok {
+			if restart, rotated, ok := logName(base); ok && rotated {
+				gz = append(gz, name{filepath.Join(dir, n), restart, true})
+			}
+			continue
+		}
+		if restart, rotated, ok := logName(n); ok {
+			plain = append(plain, name{filepath.Join(dir, n), restart, rotated})
+		}
+	}
+	// Oldest rotation first, so a container's backlog is read in order.
+	sort.Slice(plain, func(i, j int) bool { return rotationOrder(plain[i].path) < rotationOrder(plain[j].path) })
+	sort.Slice(gz, func(i, j int) bool { return gz[i].path < gz[j].path })
+	complete := true
+	for _, n := range gz {
+		// Compressed rotations are older than plain ones: read first.
+		// A .gz whose plain file is still there is the same file: it is
+		// matched to the entry (and skipped) once the plain file is gone.
+		if !c.examine(ctx, dir, n.path, n.restart, true, true, cl, gen, next) {
+			complete = false
+		}
+	}
+	for _, n := range plain {
+		if !c.examine(ctx, dir, n.path, n.restart, n.rotated, false, cl, gen, next) {
+			complete = false
+		}
+	}
+	if complete {
+		c.mu.Lock()
+		for _, f := range snapshot(c.byDir[dir]) {
+			c.forgetIfGone(f, gen)
+		}
+		c.mu.Unlock()
 	}
 	return true
+}
+
+// forgetIfGone forgets a file that the scan of its directory did not find,
+// once no reader holds it and nothing read from it is outstanding; c.mu is held.
+func (c *Collector) forgetIfGone(f *file, gen uint64) {
+	if f.seen == gen || f.reader != nil {
+		return
+	}
+	if _, outstanding := f.prog.offset(); outstanding > 0 {
+		return
+	}
+	c.removeFile(f)
 }
 
 // rotationOrder sorts rotated files (their timestamp suffix sorts by time)
 // before the live file.
 func rotationOrder(name string) string {
-	if _, rotated, ok := logName(name); ok && !rotated {
+	if _, rotated, ok := logName(filepath.Base(name)); ok && !rotated {
 		return "\xff" + name
 	}
 	return name
 }
 
-// adopt decides what to do with a file found on disk. It returns true when it
-// kept fh (a reader now owns it).
-func (c *Collector) adopt(ctx context.Context, fh *os.File, size int64, id fileID, path, dir string, restart int, rotated bool, cl *containerLogs) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	f := c.files[id]
-	if f != nil && f.src != nil {
-		// Known in this run: follow a rename; keep a drained file as it is,
-		// unless its inode was reused for a new file.
-		if f.tailing || (f.fpLen == 0 || fileMatches(fh, f.fpLen, f.fp)) {
-			if f.path != path {
-				if f.tailing {
-					delete(c.byPath, f.path)
-					c.byPath[path] = f
-				}
-				f.path = path
-			}
+// examine identifies one file of a container directory and decides what to
+// do with it. It returns false if the file vanished while being looked at
+// (the scan of the directory is then not complete).
+func (c *Collector) examine(ctx context.Context, dir, path string, restart int, rotated, compressed bool, cl *containerLogs, gen uint64, next *scanReport) bool {
+	fh, fi, err := c.roots.openLog(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
 			return false
 		}
-		f = nil
+		c.mu.Lock()
+		c.cannotRead(next, path, err)
+		c.mu.Unlock()
+		return true
 	}
-	var off int64
-	switch {
-	case f != nil && (checkpoint{FPLen: f.fpLen, FP: f.fp}).matches(fh):
-		// Known from the checkpoint: resume there.
-		off, _ = f.prog.offset()
-		if off > size {
-			// Truncated while the agent was away.
-			off = 0
+	next.readable++
+	id, _ := statID(fi)
+	cand := &candidate{dir: dir, path: path, id: id, size: fi.Size(), gz: compressed}
+	cand.load = func(n int) ([]byte, error) {
+		if compressed {
+			return gunzipHead(fh, n)
 		}
-	case f != nil && f.src == nil && !c.started:
-		// A new file took the inode of a checkpointed one that is gone:
-		// keep the old entry aside for resumeCompressed, read this one whole.
-		c.displaced = append(c.displaced, f)
-		off = 0
-	case c.started || c.knownDirs[dir]:
-		// A file that appeared while running (or while the agent was
-		// away from a container it was reading): all of it is new.
-		off = 0
-	case rotated:
-		// History from before the agent was first installed: remember it as
-		// read so that a later restart does not mistake it for new.
-		off = size
-	case c.cfg.ReadFrom == "tail":
-		off = size
+		return readHead(fh, n)
 	}
-	src := newSource(path, cl.links[restart], cl.pd, cl.ids[restart], c.cfg.NodeName)
-	nf := &file{id: id, path: path, dir: dir, src: src, prog: newProgress(off), notify: make(chan struct{}, 1)}
-	nf.fp, nf.fpLen, _ = fingerprint(fh, fingerprintBytes)
-	c.files[id] = nf
-	if rotated && off >= size {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.identify(cand, gen)
+	kept := false
+	switch {
+	case f == nil:
+		kept = c.adoptNew(ctx, cand, fh, restart, rotated, cl, gen)
+	case f.reader != nil:
+		// Being read: follow a rename, or its compression.
+		c.follow(f, cand)
+	default:
+		c.follow(f, cand)
+		kept = c.resume(ctx, f, cand, fh, restart, rotated, cl)
+	}
+	if !kept {
+		fh.Close()
+	}
+	return true
+}
+
+// identify finds the entry that the candidate is (the identity rule) and
+// marks it seen; c.mu is held. A compressed candidate whose plain file was
+// seen in this scan is that file's entry too, but nothing more is done with it.
+func (c *Collector) identify(cand *candidate, gen uint64) *file {
+	for _, f := range c.byDir[cand.dir] {
+		if f.identifies(cand) {
+			f.seen = gen
+			return f
+		}
+	}
+	return nil
+}
+
+// follow records where the file is now: a new name, or, once the plain file
+// is gone, its compressed form; c.mu is held.
+func (c *Collector) follow(f *file, cand *candidate) {
+	if cand.gz && !f.gz {
+		if _, err := os.Stat(f.path); err == nil && f.path != cand.path {
+			return // the plain file is still there: it names the entry until it goes
+		}
+		f.gz, f.id = true, cand.id
+	}
+	if cand.gz {
+		f.gzSize = cand.size
+	}
+	c.rename(f, cand.path)
+}
+
+// resume starts reading a known file that no reader holds, if there is
+// anything to read: a file from the checkpoint, a drained file that grew, a
+// compressed file not read to its end. It returns true if it kept fh.
+func (c *Collector) resume(ctx context.Context, f *file, cand *candidate, fh *os.File, restart int, rotated bool, cl *containerLogs) bool {
+	if f.done() {
 		return false
 	}
-	nf.tailing = true
-	c.byPath[path] = nf
+	start := f.next
+	if f.ended {
+		if cand.gz || cand.size <= f.end {
+			return false // read to its end, waiting for acknowledgements
+		}
+		start = f.end // a rotated file written to after it was drained
+	}
+	if !cand.gz && start > cand.size {
+		start = 0 // truncated while the agent was away
+	}
+	if !cand.gz && rotated && start >= cand.size {
+		return false
+	}
+	f.ended = false
+	return c.startReader(ctx, f, cand, fh, start, restart, rotated, cl)
+}
+
+// adoptNew makes an entry for a file no entry identifies, and reads it from
+// where the start mode says; c.mu is held. It returns true if it kept fh.
+func (c *Collector) adoptNew(ctx context.Context, cand *candidate, fh *os.File, restart int, rotated bool, cl *containerLogs, gen uint64) bool {
+	head := cand.head(fingerprintMax)
+	fp := fingerprintOf(head)
+	var start int64
+	history := false
+	switch {
+	case c.mode == modeFirstInstall && (rotated || cand.gz):
+		// History from before the agent was first installed: remember it
+		// as read, so that a restart does not take it for new.
+		history = true
+	case c.mode == modeFirstInstall && c.cfg.ReadFrom == "tail":
+		start = cand.size
+	}
+	f := newFile(cand.dir, cand.path, cand.id, fp, start)
+	f.seen = gen
+	if cand.gz {
+		f.gzSize = cand.size
+	}
+	c.addFile(f)
+	if history {
+		f.doneAtLoad = true
+		return false
+	}
+	return c.startReader(ctx, f, cand, fh, start, restart, rotated, cl)
+}
+
+// startReader starts a read loop on f from start; c.mu is held. It returns
+// true: the reader owns fh.
+func (c *Collector) startReader(ctx context.Context, f *file, cand *candidate, fh *os.File, start int64, restart int, rotated bool, cl *containerLogs) bool {
+	var ct content
+	var plain *os.File
+	if cand.gz {
+		gz, err := newGzContent(fh)
+		if err != nil {
+			c.log.Error("open compressed rotation", "path", cand.path, "err", err)
+			return false
+		}
+		ct = gz
+		c.m.compressedResumed.Inc()
+		c.log.Info("reading a compressed rotation not read before", "path", cand.path, "offset", start)
+	} else {
+		ct, plain = plainContent{fh}, fh
+	}
+	src := newSource(cand.path, cl.links[restart], cl.pd, cl.ids[restart], c.cfg.NodeName)
+	fpDone := f.fp.complete(cand.head(f.fp.Len))
+	r := c.newReader(f, src, ct, plain, cand.id, f.fp, fpDone, start, !rotated && !cand.gz)
+	f.reader = r
+	if plain != nil {
+		c.byPath[f.path] = f
+	}
 	c.m.filesTailed.Inc()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.tail(ctx, nf, fh, off, !rotated)
+		c.runReader(ctx, r)
 	}()
 	return true
 }
 
-func fileMatches(fh *os.File, n int, want uint64) bool {
-	fp, got, err := fingerprint(fh, n)
-	return err == nil && got == n && fp == want
+// runReader runs a read loop and records how it ended.
+func (c *Collector) runReader(ctx context.Context, r *reader) {
+	end := r.run(ctx)
+	from := r.off
+	if end != endDrained {
+		from = r.dec.stall(r.off) // the next reader starts fresh
+	}
+	r.close()
+	f := r.f
+	c.mu.Lock()
+	f.reader = nil
+	if c.byPath[f.path] == f {
+		delete(c.byPath, f.path)
+	}
+	if end == endDrained {
+		f.ended, f.end = true, r.off
+	} else {
+		// Stopped, failed, or a deleted file left over
+		// deleted_hold_bytes: a next reader (of its .gz, if the kubelet
+		// compressed it) starts where this one stopped.
+		f.next = from
+	}
+	c.mu.Unlock()
+	c.m.filesTailed.Dec()
 }
 
-// watchNearest watches the nearest existing directory on the way to dir.
-func (c *Collector) watchNearest(dir string) {
+// watchNearest watches the nearest existing directory on the way to dir, and
+// returns it.
+func (c *Collector) watchNearest(dir string) string {
 	for {
 		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
 			c.mu.Lock()
 			c.watch(dir)
 			c.mu.Unlock()
-			return
+			return dir
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return
+			return ""
 		}
 		dir = parent
 	}

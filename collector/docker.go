@@ -66,10 +66,12 @@ func (d *decoder) dockerLog(raw []byte, s Stream, t, start int64, emit func(Reco
 			if inArena {
 				if cap(d.arena)-len(d.arena) < n {
 					d.arena = make([]byte, 0, arenaBlock)
+					d.alloc += arenaBlock
 				}
 				dst = d.arena[len(d.arena):len(d.arena)]
 			} else {
 				dst = make([]byte, 0, n)
+				d.alloc += int64(n)
 			}
 			out, ok := appendUnescaped(dst, raw)
 			if !ok {

@@ -9,16 +9,19 @@ type metrics struct {
 	bytes             *prometheus.CounterVec // namespace
 	parseErrors       *prometheus.CounterVec // format
 	partialJoins      prometheus.Counter
+	partialFlushed    prometheus.Counter
 	recordsSplit      prometheus.Counter
 	rotations         *prometheus.CounterVec // kind: rename, truncate
 	lagBytes          prometheus.Gauge
-	dropped           *prometheus.CounterVec // reason
 	droppedBytes      *prometheus.CounterVec // reason
 	inflightBytes     prometheus.Gauge
+	bufferUsed        prometheus.Gauge
+	memoryStalls      prometheus.Counter
 	checkpointErrs    prometheus.Counter
 	rescans           prometheus.Counter
 	compressedResumed prometheus.Counter
 	watchErrors       prometheus.Counter
+	unreadable        *prometheus.CounterVec // reason
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -43,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "logagent_collector_partial_joins_total",
 			Help: "Records assembled from more than one partial line.",
 		}),
+		partialFlushed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logagent_collector_partial_flushed_total",
+			Help: "Records being joined from partial lines that were sent unfinished after collector.partial_flush_timeout.",
+		}),
 		recordsSplit: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logagent_collector_records_split_total",
 			Help: "Records longer than the maximum record size, emitted in pieces.",
@@ -55,25 +62,29 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "logagent_collector_lag_bytes",
 			Help: "Bytes written to tailed files but not yet read (size minus offset, summed).",
 		}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "logagent_collector_dropped_records_total",
-			Help: "Records or bytes given up, by reason.",
-		}, []string{"reason"}),
 		droppedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "logagent_collector_dropped_bytes_total",
 			Help: "File bytes given up unread, by reason.",
 		}, []string{"reason"}),
 		inflightBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "logagent_collector_inflight_bytes",
-			Help: "File bytes read but not yet acknowledged downstream.",
+			Help: "Memory of batches sent downstream and not yet acknowledged.",
+		}),
+		bufferUsed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "logagent_collector_buffer_used_bytes",
+			Help: "Memory counted against collector.buffer_bytes: unacknowledged batches, records being joined, reads being decoded.",
+		}),
+		memoryStalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logagent_collector_memory_stalls_total",
+			Help: "Times a file gave back the records it was joining, to wait for room in collector.buffer_bytes; it reads them again.",
 		}),
 		checkpointErrs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logagent_collector_checkpoint_errors_total",
-			Help: "Failed attempts to persist checkpoints.",
+			Help: "Failed attempts to persist checkpoints, and checkpoint files that could not be read.",
 		}),
 		compressedResumed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logagent_collector_compressed_resumed_total",
-			Help: "Rotations compressed while the agent was away, read from their .gz at the checkpoint's offset.",
+			Help: "Compressed rotations read (from the start, or from a checkpoint's offset) because not everything in them was acknowledged.",
 		}),
 		rescans: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logagent_collector_rescans_total",
@@ -83,11 +94,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "logagent_collector_watch_errors_total",
 			Help: "Errors reported by the file-system watcher (e.g. queue overflow).",
 		}),
+		unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logagent_collector_unreadable_total",
+			Help: "Log files, directories or links that could not be read, by reason (permission, outside_roots, not_regular, error); each counted once while it stays so.",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{reasonPermission, reasonOutsideRoot, reasonNotRegular, reasonError} {
+		m.unreadable.WithLabelValues(r) // present at 0, so alerts see it
 	}
 	if reg != nil {
-		reg.MustRegister(m.filesTailed, m.records, m.bytes, m.parseErrors, m.partialJoins,
-			m.recordsSplit, m.rotations, m.lagBytes, m.dropped, m.droppedBytes, m.inflightBytes,
-			m.checkpointErrs, m.rescans, m.watchErrors, m.compressedResumed)
+		reg.MustRegister(m.filesTailed, m.records, m.bytes, m.parseErrors, m.partialJoins, m.partialFlushed,
+			m.recordsSplit, m.rotations, m.lagBytes, m.droppedBytes, m.inflightBytes, m.bufferUsed,
+			m.memoryStalls, m.checkpointErrs, m.rescans, m.watchErrors, m.compressedResumed, m.unreadable)
 	}
 	return m
 }

@@ -27,7 +27,8 @@ type Record struct {
 	// Stream is stdout or stderr.
 	Stream Stream
 	// Log is the message without the runtime's header and without its trailing newline.
-	// It may point into a buffer shared by the batch: treat it as read-only.
+	// It may point into a buffer shared by the batch: treat it as read-only,
+	// and do not keep it after the batch's Ack (the collector reuses the buffer).
 	Log []byte
 }
 
@@ -62,13 +63,17 @@ type Batch struct {
 	// "kubernetes" key. The collector sets it to Source.Kubernetes; enrich may
 	// replace it with the pod's full metadata. Shared between batches: read-only.
 	Kubernetes []byte
-	// Bytes is the number of file bytes this batch holds against the
-	// collector's in-flight budget.
+	// Bytes is the memory this batch holds against collector.buffer_bytes
+	// until it is acknowledged: the copies its records own, and the read
+	// buffer they point into (counted by the first batch pointing into it).
 	Bytes int
-	// CaughtUp says that when this batch was cut, its file had nothing more
-	// to read: no more records of this file will follow soon. An output may
-	// send what it holds for the file's tag at once instead of waiting for
-	// its batch age, so that a quiet node delivers fresh records quickly.
+	// CaughtUp says that when this batch was cut, no more records of its
+	// file would follow soon: the file had nothing more to read, or the
+	// collector's memory (collector.buffer_bytes) was full, so that its next
+	// read waits for acknowledgements. An output may send what it holds for
+	// the file's tag at once instead of waiting for its batch age, so that a
+	// quiet node delivers fresh records quickly, and memory held by batches
+	// waiting for their age does not stall reading.
 	CaughtUp bool
 
 	acked atomic.Bool
@@ -85,7 +90,9 @@ func NewBatch(src *Source, recs []Record, bytes int, ack func()) *Batch {
 	return b
 }
 
-// Ack marks every record of the batch as delivered. Only the first call counts.
+// Ack marks every record of the batch as delivered. Only the first call
+// counts. After it the batch's Records must not be read: the collector
+// reuses their memory.
 func (b *Batch) Ack() {
 	if b.acked.CompareAndSwap(false, true) && b.ack != nil {
 		b.ack()

@@ -152,7 +152,7 @@ func TestDashboard(t *testing.T) {
 		"lag":                  "logagent_collector_lag_bytes",
 		"errors":               "logagent_output_errors_total",
 		"retries":              "logagent_output_retries_total",
-		"drops":                "logagent_collector_dropped_records_total",
+		"drops":                "logagent_collector_dropped_bytes_total",
 		"pods cached":          "logagent_enrich_pods_cached",
 		"freshness":            "logagent_output_record_age_seconds_bucket",
 		"per-namespace volume": "sum by (namespace)",

@@ -633,7 +633,7 @@ func TestMetricNamesExist(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"LogagentDown", "LogagentOutputFailing", "LogagentLagGrowing", "LogagentRecordsDropped"} {
+	for _, want := range []string{"LogagentDown", "LogagentOutputFailing", "LogagentLagGrowing", "LogagentBytesDropped"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("alerts.yaml has no %s", want)
 		}

@@ -4,49 +4,38 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/logagent/logagent/output/forwardtest"
 )
 
-// TestNoLossUnderFaults is the peers' fault scenario, scaled to CI: containers
-// write continuously while the kubelet rotates each file about every second
-// (rename, gzip the older rotations, delete beyond five); the agent is killed
-// with SIGKILL three times: restarted at once, again while the Forward
-// receiver is down (1.5 s), and once kept down for 2.5 s (so a file it was
-// reading is rotated and compressed meanwhile).
-// Every line written must arrive; duplicates may, within the unacknowledged
-// window.
+// TestNoLossUnderFaults is the peers' fault scenario, scaled to CI:
+// containers write continuously while the kubelet rotates each file about
+// every second (rename, gzip the older rotations, delete beyond five), and:
+//
+//   - the agent is SIGKILLed and restarted at once;
+//   - the Forward receiver is down for 1.5 s, and the agent is SIGKILLed
+//     during the outage (nothing unacknowledged was checkpointed);
+//   - the agent is SIGKILLed and stays down for 2.5 s, across two rotations
+//     (the file it was reading is renamed, then compressed, meanwhile);
+//   - a rolling update: the agent is stopped (SIGTERM) for 3 s while three
+//     new pods start, write, rotate and compress;
+//   - an aggregator outage longer than two rotations (3.5 s), with a SIGKILL
+//     inside it: files read but not acknowledged are rotated and compressed
+//     before anything is acknowledged.
+//
+// Every line written must arrive; duplicates may, within what was
+// unacknowledged at a kill.
 func TestNoLossUnderFaults(t *testing.T) {
 	if testing.Short() {
-		t.Skip("fault soak: builds the agent and runs ~20 s; skipped with -short")
+		t.Skip("fault soak: builds the agent and runs ~30 s; skipped with -short")
 	}
-	bin := filepath.Join(t.TempDir(), "logagent")
-	// Built without -race: this test is about the process across kills; the
-	// race detector's 5-10x slowdown would only stretch the catch-up.
-	if out, err := exec.Command("go", "build", "-trimpath", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	root := t.TempDir()
-	state := t.TempDir()
-	tally := &forwardtest.Tally{}
-	recv, err := forwardtest.Start("127.0.0.1:0", forwardtest.Config{}, tally)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := recv.Addr()
-	var recvMu sync.Mutex
-	defer func() { recvMu.Lock(); recv.Close(); recvMu.Unlock() }()
-
-	cfg := writeConfig(t, `
+	n := newNode(t, `
 collector:
   rescan_interval: 500ms
   rotate_wait: 1s
@@ -56,42 +45,13 @@ forward:
   retry_min: 100ms
   retry_max: 1s
 `)
-	agentLog, err := os.Create(filepath.Join(t.TempDir(), "agent.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer agentLog.Close()
-	startAgent := func() *exec.Cmd {
-		cmd := exec.Command(bin, "--config", cfg, "--output", "forward", "--forward", addr,
-			"--log-glob", filepath.Join(root, "containers", "*.log"), "--state-dir", state,
-			"--listen", "127.0.0.1:0", "--node-name", "node-a", "--enrich=false", "--log-level", "info")
-		cmd.Stdout, cmd.Stderr = agentLog, agentLog
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
-
-	const containers, perTick = 6, 10
-	var wg sync.WaitGroup
-	written := make([]int, containers)
-	stop := make(chan struct{})
-	for c := range containers {
-		dir := filepath.Join(root, "pods", fmt.Sprintf("ns_pod%d_uid%d", c, c), "app")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		os.MkdirAll(filepath.Join(root, "containers"), 0o755)
-		live := filepath.Join(dir, "0.log")
-		appendLines(t, live, "")
-		if err := os.Symlink(live, filepath.Join(root, "containers", fmt.Sprintf("pod%d_ns_app-%064x.log", c, c+1))); err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() { written[c] = writeAndRotate(t, live, c, perTick, stop) })
+	w := newWriters(n, 10)
+	for c := range 6 {
+		w.start(fmt.Sprintf("pod%d", c), time.Duration(c)*97*time.Millisecond)
 	}
 
 	begin := time.Now()
-	agent := startAgent()
+	n.start()
 	// The fault schedule, paced by the clock (it is the workload, not synchronisation).
 	for _, step := range []struct {
 		at   time.Duration
@@ -99,101 +59,101 @@ forward:
 	}{
 		{3 * time.Second, "kill"},
 		{5 * time.Second, "receiver down"},
-		// Killed during the outage: nothing unacknowledged was checkpointed.
 		{5700 * time.Millisecond, "kill"},
 		{6500 * time.Millisecond, "receiver up"},
-		// Down across two rotations: the file being read at the kill is
-		// renamed, then compressed, before the agent is back.
 		{8 * time.Second, "kill, stay down"},
 		{10500 * time.Millisecond, "start"},
-		{13 * time.Second, "stop writers"},
+		// Rolling update: stopped, new pods meanwhile.
+		{12 * time.Second, "stop"},
+		{12200 * time.Millisecond, "new pods"},
+		{15 * time.Second, "start"},
+		// An outage longer than two rotations, with a kill inside it.
+		{17 * time.Second, "receiver down"},
+		{18500 * time.Millisecond, "kill"},
+		{20500 * time.Millisecond, "receiver up"},
+		{23 * time.Second, "stop writers"},
 	} {
 		time.Sleep(step.at - time.Since(begin))
 		switch step.what {
 		case "kill":
-			agent.Process.Signal(syscall.SIGKILL)
-			agent.Wait()
-			agent = startAgent()
+			n.kill()
+			n.start()
 		case "kill, stay down":
-			agent.Process.Signal(syscall.SIGKILL)
-			agent.Wait()
+			n.kill()
+		case "stop":
+			n.term(true)
 		case "start":
-			agent = startAgent()
-		case "receiver down":
-			recvMu.Lock()
-			recv.Close()
-			recvMu.Unlock()
-		case "receiver up":
-			r, err := forwardtest.Start(addr, forwardtest.Config{}, tally)
-			if err != nil {
-				t.Fatalf("restart receiver: %v", err)
+			n.start()
+		case "new pods":
+			for p := range 3 {
+				w.start(fmt.Sprintf("new%d", p), time.Duration(p)*131*time.Millisecond)
 			}
-			recvMu.Lock()
-			recv = r
-			recvMu.Unlock()
+		case "receiver down":
+			n.receiverDown()
+		case "receiver up":
+			n.receiverUp()
 		case "stop writers":
-			close(stop)
-			wg.Wait()
+			w.stop()
 		}
 		t.Logf("%s at %s", step.what, time.Since(begin).Round(time.Millisecond))
 	}
-	total := 0
-	for _, n := range written {
-		total += n
+	written := w.written()
+	want := 0
+	for _, c := range written {
+		want += c
 	}
-	deadline := time.Now().Add(120 * time.Second)
 	caughtUp := time.Now()
-	for tally.Distinct() < total && time.Now().Before(deadline) {
-		select {
-		case <-tally.Changed():
-		case <-time.After(time.Second):
-		}
-	}
+	n.waitDistinct(want, 120*time.Second)
 	t.Logf("caught up %s after the writers stopped", time.Since(caughtUp).Round(time.Millisecond))
-	agent.Process.Signal(syscall.SIGTERM)
-	if err := agent.Wait(); err != nil {
-		t.Errorf("agent exit after SIGTERM: %v", err)
-	}
-	var missing []string
-	for c := range containers {
-		lo, hi := -1, -1
-		for i := range written[c] {
-			if line := soakLine(c, i); tally.Count(line) == 0 {
-				missing = append(missing, line)
-				if lo < 0 {
-					lo = i
-				}
-				hi = i
-			}
-		}
-		if lo >= 0 {
-			t.Logf("container %d: lost lines between seq %d and %d of %d", c, lo, hi, written[c])
-		}
-	}
-	dups := tally.Records() - tally.Distinct()
-	t.Logf("%d lines written, %d received, %d distinct, %d duplicates", total, tally.Records(), tally.Distinct(), dups)
-	if invalid, errs := tally.Invalid(); invalid > 0 {
-		t.Errorf("%d invalid entries: %v", invalid, errs)
-	}
-	if len(missing) > 0 {
-		sort.Strings(missing)
-		t.Errorf("%d of %d lines lost, e.g. %v", len(missing), total, missing[:min(5, len(missing))])
-		if data, err := os.ReadFile(agentLog.Name()); err == nil {
-			t.Logf("agent log (tail):\n%s", tail(string(data), 40))
-		}
-	}
-	if tally.Distinct() > total {
-		t.Errorf("%d distinct lines received, more than the %d written", tally.Distinct(), total)
+	n.term(true)
+	total, lost, dups := n.account(written)
+	t.Logf("%d lines written by %d containers, %d lost, %d duplicates (%.1f%%)", total, len(written), lost, dups, 100*float64(dups)/float64(total))
+	if n.tally.Distinct() > total {
+		t.Errorf("%d distinct lines received, more than the %d written", n.tally.Distinct(), total)
 	}
 }
 
-func soakLine(c, i int) string { return fmt.Sprintf("soak c%d seq=%d", c, i) }
+// writers are containers writing numbered lines and rotating like the kubelet.
+type writers struct {
+	n       *node
+	perTick int
+	stopCh  chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	counts  map[string]int
+}
+
+func newWriters(n *node, perTick int) *writers {
+	return &writers{n: n, perTick: perTick, stopCh: make(chan struct{}), counts: map[string]int{}}
+}
+
+// start makes a new container and writes to it until stop.
+func (w *writers) start(name string, phase time.Duration) {
+	live := w.n.container("ns", name, "app")
+	w.wg.Go(func() {
+		c := writeAndRotate(w.n.t, live, name, w.perTick, phase, w.stopCh)
+		w.mu.Lock()
+		w.counts[name] = c
+		w.mu.Unlock()
+	})
+}
+
+func (w *writers) stop() {
+	close(w.stopCh)
+	w.wg.Wait()
+}
+
+func (w *writers) written() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.counts)
+}
 
 // writeAndRotate writes perTick lines every 5 ms and rotates the file like the
 // kubelet about every second, until stop; it returns the lines written.
-func writeAndRotate(t *testing.T, live string, c, perTick int, stop <-chan struct{}) int {
+func writeAndRotate(t *testing.T, live, name string, perTick int, phase time.Duration, stop <-chan struct{}) int {
 	n, rotations := 0, 0
-	next := time.Now().Add(time.Second + time.Duration(c)*97*time.Millisecond)
+	next := time.Now().Add(time.Second + phase)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -202,13 +162,8 @@ func writeAndRotate(t *testing.T, live string, c, perTick int, stop <-chan struc
 			return n
 		case <-tick.C:
 		}
-		var b strings.Builder
-		ts := time.Now().UTC().Format(time.RFC3339Nano)
-		for range perTick {
-			fmt.Fprintf(&b, "%s stdout F %s\n", ts, soakLine(c, n))
-			n++
-		}
-		appendLines(t, live, b.String())
+		writeLines(t, live, name, n, n+perTick)
+		n += perTick
 		if time.Now().After(next) {
 			next = time.Now().Add(time.Second)
 			rotations++

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -482,16 +481,6 @@ func (t *lineTracker) percentiles() (p50, p99, maxAge time.Duration) {
 	slices.Sort(ages)
 	at := func(q float64) time.Duration { return ages[min(len(ages)-1, int(q*float64(len(ages))))] }
 	return at(0.50), at(0.99), ages[len(ages)-1]
-}
-
-// freeAddr is a loopback address nothing listens on (for the agent's /metrics).
-func freeAddr(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // waitMetric polls the agent's /metrics until the gauge reaches want.

@@ -154,6 +154,9 @@ func (a *agent) ready() error {
 		return errors.New("starting")
 	}
 	var errs []error
+	if err := a.col.Ready(); err != nil {
+		errs = append(errs, fmt.Errorf("collector: %w", err))
+	}
 	if a.forward != nil {
 		if err := a.forward.Ready(); err != nil {
 			errs = append(errs, fmt.Errorf("output: %w", err))

@@ -1,0 +1,50 @@
+package collector
+
+import "sync"
+
+// pools recycles the two allocations every read makes, the read buffer and
+// the slice of its records, once the batches using them are acknowledged
+// (records are valid until then, see Batch), so that reading at full speed
+// does not keep the garbage collector busy, which matters under the
+// agent's memory limit.
+type pools struct {
+	size int // read_bytes: only buffers of this size are recycled
+	bufs sync.Pool
+	recs sync.Pool
+}
+
+func newPools(readBytes int) *pools { return &pools{size: readBytes} }
+
+// buffer returns a buffer of n bytes, not zeroed if recycled.
+func (p *pools) buffer(n int) []byte {
+	if n == p.size {
+		if b, ok := p.bufs.Get().(*[]byte); ok {
+			return (*b)[:n]
+		}
+	}
+	return make([]byte, n)
+}
+
+func (p *pools) putBuffer(b []byte) {
+	if cap(b) == p.size {
+		b = b[:cap(b)]
+		p.bufs.Put(&b)
+	}
+}
+
+// records returns an empty slice with room for at least n records.
+func (p *pools) records(n int) []Record {
+	if r, ok := p.recs.Get().(*[]Record); ok && cap(*r) >= n {
+		return (*r)[:0]
+	}
+	return make([]Record, 0, n)
+}
+
+func (p *pools) putRecords(r []Record) {
+	if cap(r) == 0 {
+		return
+	}
+	clear(r[:cap(r)]) // let go of what they point into
+	r = r[:0]
+	p.recs.Put(&r)
+}
