@@ -446,7 +446,7 @@ func TestPolicyConfigErrors(t *testing.T) {
 		{"unknown rule selected", func(c *Config) { c.Multiline.Select = []MultilineSelect{{Rule: "cobol"}} }, "multiline.select[0].rule"},
 		{"bad glob", func(c *Config) { c.Multiline.Select = []MultilineSelect{{Namespaces: []string{"["}, Rule: "java"}} }, "multiline.select[0]: pattern"},
 		{"max_lines", func(c *Config) { c.Multiline.MaxLines = 1 }, "multiline.max_lines"},
-		{"max_bytes above max_record_bytes", func(c *Config) { c.Multiline.MaxBytes = c.MaxRecordBytes + 1 }, "multiline.max_bytes"},
+		{"max_bytes", func(c *Config) { c.Multiline.MaxBytes = 1023 }, "multiline.max_bytes"},
 		{"flush_timeout", func(c *Config) { c.Multiline.FlushTimeout = 0 }, "multiline.flush_timeout"},
 		{"negative rate", func(c *Config) { c.RateLimit.BytesPerSecond = -1 }, "rate_limit.bytes_per_second"},
 	} {
@@ -461,6 +461,16 @@ func TestPolicyConfigErrors(t *testing.T) {
 	}
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Errorf("defaults: %v", err)
+	}
+	// The default max_bytes with a smaller max_record_bytes is that.
+	cfg := DefaultConfig()
+	cfg.MaxRecordBytes = 4096
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("max_record_bytes 4096 with the default multiline.max_bytes: %v", err)
+	}
+	p, errs := newPolicies(cfg.PolicyConfig, cfg.MaxRecordBytes)
+	if len(errs) != 0 || p.limits.MaxBytes != 4096 {
+		t.Errorf("multiline.max_bytes with max_record_bytes 4096 = %d (%v), want 4096", p.limits.MaxBytes, errs)
 	}
 }
 

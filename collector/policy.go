@@ -63,7 +63,8 @@ type MultilineConfig struct {
 	// MaxLines bounds the lines of one joined record; a longer group is
 	// emitted in parts.
 	MaxLines int `yaml:"max_lines"`
-	// MaxBytes bounds the bytes of one joined record (at most max_record_bytes).
+	// MaxBytes bounds the bytes of one joined record; more than
+	// max_record_bytes is taken as max_record_bytes.
 	MaxBytes int `yaml:"max_bytes"`
 	// FlushTimeout is how long an open group waits for its next line before
 	// it is emitted as it is.
@@ -196,8 +197,13 @@ func newPolicies(c PolicyConfig, maxRecordBytes int) (*Policies, []error) {
 	if ml.MaxLines < 2 {
 		bad("multiline.max_lines", "must be at least 2, not %d", ml.MaxLines)
 	}
-	if ml.MaxBytes < 1024 || (maxRecordBytes > 0 && ml.MaxBytes > maxRecordBytes) {
-		bad("multiline.max_bytes", "must be between 1024 and max_record_bytes (%d), not %d", maxRecordBytes, ml.MaxBytes)
+	if ml.MaxBytes < 1024 {
+		bad("multiline.max_bytes", "must be at least 1024, not %d", ml.MaxBytes)
+	}
+	// A joined record is a record: it never exceeds max_record_bytes, so a
+	// larger bound (the default, with a smaller max_record_bytes) is that.
+	if maxRecordBytes > 0 && ml.MaxBytes > maxRecordBytes {
+		ml.MaxBytes = maxRecordBytes
 	}
 	if ml.FlushTimeout < 10*time.Millisecond {
 		bad("multiline.flush_timeout", "must be at least 10ms, not %s", ml.FlushTimeout)

@@ -127,7 +127,7 @@ func TestRestartKillDuringShutdownFlush(t *testing.T) {
 	// acknowledge part of what was read, a frame at a time.
 	// The flush may take a minute: longer than the test waits for the
 	// checkpoint, so only a save during the flush passes.
-	n := newNode(t, "shutdown_timeout: 60s\n"+strings.Replace(restartConfig, "collector:\n", "collector:\n  read_bytes: 4096\n", 1)+"  window: 1\n  batch_bytes: 4096\n")
+	n := newNode(t, "shutdown_timeout: 60s\n"+strings.Replace(restartConfig, "collector:\n", "collector:\n  read_bytes: 4096\n", 1)+"  window_bytes: 4096\n  batch_bytes: 4096\n")
 	live := n.container("ns", "slow", "app")
 	writeLines(t, live, "slow", 0, 3000)
 	written := map[string]int{"slow": 3000}
