@@ -29,12 +29,7 @@ func TestNoLossUnderFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault soak: builds the agent and runs ~20 s; skipped with -short")
 	}
-	bin := filepath.Join(t.TempDir(), "logagent")
-	// Built without -race: this test is about the process across kills; the
-	// race detector's 5-10x slowdown would only stretch the catch-up.
-	if out, err := exec.Command("go", "build", "-trimpath", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildAgent(t)
 	root := t.TempDir()
 	state := t.TempDir()
 	tally := &forwardtest.Tally{}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -114,15 +113,10 @@ func agentBinary(b *testing.B) string {
 		b.Logf("agent binary: %s", bin)
 		return bin
 	}
-	bin := filepath.Join(b.TempDir(), "logagent")
-	args := []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", bin}
 	if os.Getenv("LOGAGENT_BENCH_PROFILE_DIR") != "" {
-		args = append(args, "-tags", "benchprofile")
+		return buildAgent(b, "-tags", "benchprofile")
 	}
-	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
+	return buildAgent(b)
 }
 
 // stopProfile ends the agent's CPU profile (SIGUSR1) and waits until it is written.
@@ -482,16 +476,6 @@ func (t *lineTracker) percentiles() (p50, p99, maxAge time.Duration) {
 	slices.Sort(ages)
 	at := func(q float64) time.Duration { return ages[min(len(ages)-1, int(q*float64(len(ages))))] }
 	return at(0.50), at(0.99), ages[len(ages)-1]
-}
-
-// freeAddr is a loopback address nothing listens on (for the agent's /metrics).
-func freeAddr(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // waitMetric polls the agent's /metrics until the gauge reaches want.
