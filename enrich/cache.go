@@ -172,8 +172,8 @@ func buildMeta(pod *corev1.Pod, ns *nsMeta, f filters) *podMeta {
 // the pods whose batches gave up waiting.
 type podCache struct {
 	node  string
-	grace time.Duration
-	f     filters
+	grace atomic.Int64 // time.Duration: how long deleted pods stay; Reconfigure may change it
+	f     filters      // under mu: Reconfigure may change it
 	m     *metrics
 	log   *slog.Logger
 	now   func() time.Time
@@ -195,15 +195,20 @@ type podCache struct {
 const gaveUpTTL = 5 * time.Minute
 
 func newPodCache(node string, grace time.Duration, f filters, m *metrics, added func()) *podCache {
-	return &podCache{
-		node: node, grace: grace, f: f, m: m, log: slog.New(slog.DiscardHandler), now: time.Now, added: added,
+	c := &podCache{
+		node: node, f: f, m: m, log: slog.New(slog.DiscardHandler), now: time.Now, added: added,
 		pods:       make(map[string]*podMeta),
 		byUID:      make(map[string]*podMeta),
 		byName:     make(map[string]*podMeta),
 		namespaces: make(map[string]*nsMeta),
 		gaveUp:     make(map[string]time.Time),
 	}
+	c.grace.Store(int64(grace))
+	return c
 }
+
+// gracePeriod is how long a deleted pod's metadata stays usable.
+func (c *podCache) gracePeriod() time.Duration { return time.Duration(c.grace.Load()) }
 
 // podKey identifies a file's pod for waiting and giving up: its uid, which
 // the kubelet path always holds, else namespace/name.
@@ -229,7 +234,7 @@ func (c *podCache) lookup(src *collector.Source) (*podMeta, string) {
 	}
 	if d := m.deletedAt.Load(); d != 0 {
 		// Expired entries may linger until the next prune; they are gone.
-		if c.now().UnixNano()-d >= int64(c.grace) {
+		if c.now().UnixNano()-d >= c.grace.Load() {
 			return nil, resultMiss
 		}
 		return m, resultDeletedGrace
@@ -308,7 +313,7 @@ func (c *podCache) deletePod(pod *corev1.Pod) {
 	if c.byName[m.name] == m {
 		delete(c.byName, m.name)
 	}
-	if c.grace <= 0 {
+	if c.grace.Load() <= 0 {
 		c.removeLocked(m)
 		return
 	}
@@ -339,7 +344,7 @@ func (c *podCache) prune() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, m := range c.pods {
-		if d := m.deletedAt.Load(); d != 0 && now.UnixNano()-d >= int64(c.grace) {
+		if d := m.deletedAt.Load(); d != 0 && now.UnixNano()-d >= c.grace.Load() {
 			c.removeLocked(m)
 		}
 	}
@@ -370,8 +375,9 @@ func (c *podCache) gaveUpOn(key string) bool {
 // upsertNamespace stores a namespace's labels and rebuilds its pods' metadata
 // when they changed.
 func (c *podCache) upsertNamespace(ns *corev1.Namespace) {
-	n := &nsMeta{labels: sortedKVs(ns.Labels, c.f.labels), excluded: isTrue(ns.Labels[excludeKey]), policy: policyAnnotations(ns.Annotations)}
 	c.mu.Lock()
+	n := &nsMeta{labels: sortedKVs(ns.Labels, c.f.labels), excluded: isTrue(ns.Labels[excludeKey]), policy: policyAnnotations(ns.Annotations)}
+	policies := c.f.policies
 	old := c.namespaces[ns.Name]
 	c.namespaces[ns.Name] = n
 	policyChanged := old == nil || !maps.Equal(old.policy, n.policy)
@@ -380,8 +386,8 @@ func (c *podCache) upsertNamespace(ns *corev1.Namespace) {
 		c.rebuildLocked(ns.Name, n)
 	}
 	c.mu.Unlock()
-	if policyChanged && c.f.policies != nil {
-		if errs := namespaceAnnotationErrors(c.f.policies, n.policy); len(errs) > 0 {
+	if policyChanged && policies != nil {
+		if errs := namespaceAnnotationErrors(policies, n.policy); len(errs) > 0 {
 			c.reportAnnotations("namespace "+ns.Name, errs)
 		}
 	}

@@ -260,7 +260,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("pod on another node never cached", func(t *testing.T) {
-		for _, key := range e.podInf.GetStore().ListKeys() {
+		for _, key := range e.inf.Load().pod.GetStore().ListKeys() {
 			if key == "shop/elsewhere" {
 				t.Error("node-b's pod is in the informer's store")
 			}
@@ -441,7 +441,7 @@ spec:
 		if a := d.sub("annotations"); a["note"] != "kept" || a[lastAppliedAnnotation] != nil {
 			t.Errorf("annotations %v: want note, without %s", a, lastAppliedAnnotation)
 		}
-		obj, ok, err := e.podInf.GetStore().GetByKey("shop/applied")
+		obj, ok, err := e.inf.Load().pod.GetStore().GetByKey("shop/applied")
 		if err != nil || !ok {
 			t.Fatalf("informer store: %v %v", ok, err)
 		}
@@ -495,6 +495,48 @@ spec:
 		}
 		if podLists != 1 || podWatches < 1 {
 			t.Errorf("%d pod lists and %d watches, want 1 and >= 1", podLists, podWatches)
+		}
+	})
+
+	// Last: it changes the Enricher's configuration.
+	t.Run("reconfigure: label lists applied, the new informers list from the watch cache", func(t *testing.T) {
+		before := len(reqs.all())
+		db := pods["db-0"]
+		podLists := func() (n int) {
+			for _, r := range reqs.all()[before:] {
+				path, query, _ := strings.Cut(r, "?")
+				q, _ := url.ParseQuery(query)
+				if strings.HasSuffix(path, "/pods") && q.Get("watch") != "true" {
+					n++
+					if q.Get("resourceVersion") != "0" || q.Get("fieldSelector") != "spec.nodeName="+testNode {
+						t.Errorf("pod list after Reconfigure: %s, want the node's pods from the watch cache", r)
+					}
+				}
+			}
+			return n
+		}
+		narrow := ecfg
+		narrow.Labels = []string{"app"}
+		if err := e.Reconfigure(narrow); err != nil {
+			t.Fatal(err)
+		}
+		if _, d := send(t, db, "app"); len(d.sub("labels")) != 1 || d.sub("labels")["app"] != "db-0" {
+			t.Errorf("labels right after narrowing: %v, want app only", d.sub("labels"))
+		}
+		waitFor(t, 30*time.Second, "the new informers' pod list", func() bool { return e.inf.Load().podReg.HasSynced() })
+		if err := e.Reconfigure(ecfg); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "every label after widening again", func() bool {
+			_, d := send(t, db, "app")
+			return d.sub("labels")["controller-revision-hash"] == "db-6c5f"
+		})
+		waitFor(t, 30*time.Second, "the widened informers' pod list", func() bool { return e.inf.Load().podReg.HasSynced() })
+		if n := podLists(); n != 2 {
+			t.Errorf("%d pod lists for two reconfigurations, want 2", n)
+		}
+		if err := e.Ready(); err != nil {
+			t.Errorf("Ready: %v", err)
 		}
 	})
 }

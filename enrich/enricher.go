@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/logagent/logagent/collector"
 )
@@ -23,16 +22,27 @@ var ErrClosed = errors.New("enrich: closed")
 // its pod's full metadata, or drops the batch when selection says so. It is a
 // collector.Sink wrapping the next stage.
 type Enricher struct {
-	cfg   Config
-	next  collector.Sink
-	log   *slog.Logger
-	m     *metrics
-	nsSel namespaceFilter
-	cache *podCache
-	park  *parker
+	// cfg is the configuration as applied (Reconfigure changes it, under mu).
+	cfg    Config
+	client kubernetes.Interface
+	next   collector.Sink
+	log    *slog.Logger
+	m      *metrics
+	cache  *podCache
+	park   *parker
 
-	podInf, nsInf cache.SharedIndexInformer
-	podReg, nsReg cache.ResourceEventHandlerRegistration
+	// live holds the settings the batch path reads, swapped whole by
+	// Reconfigure.
+	live atomic.Pointer[liveSettings]
+	// inf is the current set of informers; Reconfigure replaces it when
+	// what they keep of each object changes (reconfigure.go).
+	inf atomic.Pointer[informerSet]
+
+	// mu orders Reconfigure against Run's start and end.
+	mu      sync.Mutex
+	runCtx  context.Context // Run's, nil before Run
+	stopped bool            // Run has ended: no informers start any more
+	infWG   sync.WaitGroup  // the informers' goroutines, of every set
 
 	// Counters resolved once, off the batch path.
 	lookups  map[string]prometheus.Counter
@@ -42,16 +52,32 @@ type Enricher struct {
 	running atomic.Bool
 	closed  atomic.Bool
 
-	// nsSynced is set once the namespace informer has synced; until then
+	// nsSynced is set once a namespace informer has synced; until then
 	// (for at most MissWait after Run starts) batches of cached pods wait too,
 	// so a namespace's exclusion label cannot be missed at start-up.
-	nsSynced  atomic.Bool
+	nsSynced atomic.Bool
+	// podSynced is set once a pod informer has synced. Both stay set when
+	// Reconfigure replaces the informers: the cache keeps what it has while
+	// the new ones list again.
+	podSynced atomic.Bool
+	// regrace wakes the janitor when deleted_grace changes.
+	regrace   chan struct{}
 	startedAt atomic.Int64 // Unix ns when Run began
 
 	// policies resolve the collector's per-container policies (policy.go);
 	// nil until SetPolicies.
 	policies   *collector.Policies
 	policyWait *policyWaits
+}
+
+// liveSettings are the settings Send reads on every batch.
+type liveSettings struct {
+	missWait time.Duration
+	nsSel    namespaceFilter
+}
+
+func newLiveSettings(cfg Config) *liveSettings {
+	return &liveSettings{missWait: cfg.MissWait, nsSel: namespaceFilter{include: cfg.IncludeNamespaces, exclude: cfg.ExcludeNamespaces}}
 }
 
 // New builds an Enricher for cfg.NodeName's pods. It does not contact the
@@ -72,55 +98,44 @@ func New(cfg Config, client kubernetes.Interface, next collector.Sink, reg prome
 	m := newMetrics(reg)
 	e := &Enricher{
 		cfg:        cfg,
+		client:     client,
 		next:       next,
 		log:        log,
 		m:          m,
-		nsSel:      namespaceFilter{include: cfg.IncludeNamespaces, exclude: cfg.ExcludeNamespaces},
 		park:       newParker(m),
 		lookups:    make(map[string]prometheus.Counter),
 		excluded:   make(map[string]prometheus.Counter),
 		policyWait: newPolicyWaits(),
+		regrace:    make(chan struct{}, 1),
 	}
+	e.live.Store(newLiveSettings(cfg))
 	for _, r := range []string{resultHit, resultMiss, resultLate, resultDeletedGrace} {
 		e.lookups[r] = m.lookups.WithLabelValues(r)
 	}
 	for _, r := range []string{reasonNamespaceConfig, reasonNamespaceLabel, reasonPodAnnotation, reasonContainerAnnotation} {
 		e.excluded[r] = m.excluded.WithLabelValues(r)
 	}
-	f := filters{
+	f := newFilters(cfg, nil, new([]string))
+	e.cache = newPodCache(cfg.NodeName, cfg.DeletedGrace, f, m, func() { signal(e.park.wake) })
+	e.cache.log = log
+	inf, err := e.newInformers(cfg, f)
+	if err != nil {
+		return nil, err
+	}
+	e.inf.Store(inf)
+	return e, nil
+}
+
+// newFilters are what cfg keeps of pods and namespaces; policies and
+// policyLabels are SetPolicies', carried from one set of filters to the next.
+func newFilters(cfg Config, policies *collector.Policies, policyLabels *[]string) filters {
+	return filters{
 		labels:       newKeyFilter(cfg.Labels),
 		annotations:  newKeyFilter(cfg.Annotations).without(cfg.ExcludeAnnotations),
 		podExclusion: cfg.AllowPodExclusion,
-		policyLabels: new([]string),
+		policies:     policies,
+		policyLabels: policyLabels,
 	}
-	e.cache = newPodCache(cfg.NodeName, cfg.DeletedGrace, f, m, func() { signal(e.park.wake) })
-	e.cache.log = log
-	setLast := func(err error) { e.lastErr.Store(&err) }
-
-	e.podInf = newPodInformer(client, cfg.NodeName, f)
-	if err := e.podInf.SetWatchErrorHandlerWithContext(watchErrorHandler(informerPods, m, log, setLast)); err != nil {
-		return nil, fmt.Errorf("enrich: pod informer: %w", err)
-	}
-	reg1, err := e.podInf.AddEventHandler(podHandler(e.cache))
-	if err != nil {
-		return nil, fmt.Errorf("enrich: pod informer: %w", err)
-	}
-	e.podReg = reg1
-	m.synced.WithLabelValues(informerPods).Set(0)
-
-	if cfg.NamespaceLabels {
-		e.nsInf = newNamespaceInformer(client, f)
-		if err := e.nsInf.SetWatchErrorHandlerWithContext(watchErrorHandler(informerNamespaces, m, log, setLast)); err != nil {
-			return nil, fmt.Errorf("enrich: namespace informer: %w", err)
-		}
-		reg2, err := e.nsInf.AddEventHandler(namespaceHandler(e.cache))
-		if err != nil {
-			return nil, fmt.Errorf("enrich: namespace informer: %w", err)
-		}
-		e.nsReg = reg2
-		m.synced.WithLabelValues(informerNamespaces).Set(0)
-	}
-	return e, nil
 }
 
 // Send enriches b and passes it to the next stage. On a cache hit that is a
@@ -137,7 +152,8 @@ func (e *Enricher) Send(ctx context.Context, b *collector.Batch) error {
 	if src == nil {
 		return e.next.Send(ctx, b) // nothing to look up by: pass as it is
 	}
-	if e.nsSel.excluded(src.Namespace) {
+	live := e.live.Load()
+	if live.nsSel.excluded(src.Namespace) {
 		e.exclude(b, reasonNamespaceConfig)
 		return nil
 	}
@@ -149,17 +165,17 @@ func (e *Enricher) Send(ctx context.Context, b *collector.Batch) error {
 	if m != nil && e.namespacesReady() {
 		return e.deliver(ctx, b, m, res)
 	}
-	if m != nil && e.cfg.MissWait > 0 && e.park.park(key, b, time.Now().Add(e.cfg.MissWait)) {
+	if m != nil && live.missWait > 0 && e.park.park(key, b, time.Now().Add(live.missWait)) {
 		return nil // waits for the namespaces, not for the pod
 	}
 	if m != nil {
 		return e.deliver(ctx, b, m, res)
 	}
-	if e.cfg.MissWait <= 0 || e.cache.gaveUpOn(key) {
+	if live.missWait <= 0 || e.cache.gaveUpOn(key) {
 		e.lookups[resultMiss].Inc()
 		return e.next.Send(ctx, b)
 	}
-	if e.park.park(key, b, time.Now().Add(e.cfg.MissWait)) {
+	if e.park.park(key, b, time.Now().Add(live.missWait)) {
 		return nil
 	}
 	return e.release(ctx, b) // Close has begun: no waiting
@@ -168,15 +184,19 @@ func (e *Enricher) Send(ctx context.Context, b *collector.Batch) error {
 // namespacesReady reports whether namespace labels are known, or have been
 // waited for long enough: MissWait after Run began.
 func (e *Enricher) namespacesReady() bool {
-	if e.nsInf == nil || e.nsSynced.Load() {
+	if e.nsSynced.Load() {
 		return true
 	}
-	if e.nsReg.HasSynced() {
+	inf := e.inf.Load()
+	if inf.ns == nil {
+		return true
+	}
+	if inf.nsReg.HasSynced() {
 		e.nsSynced.Store(true)
 		return true
 	}
 	start := e.startedAt.Load()
-	return start != 0 && time.Since(time.Unix(0, start)) >= e.cfg.MissWait
+	return start != 0 && time.Since(time.Unix(0, start)) >= e.live.Load().missWait
 }
 
 // deliver attaches m's metadata to b (or drops b if selection says so) and
@@ -220,27 +240,19 @@ func (e *Enricher) Run(ctx context.Context) error {
 		return errors.New("enrich: Run called twice")
 	}
 	e.startedAt.Store(time.Now().UnixNano())
+	e.mu.Lock()
+	e.runCtx = ctx
+	e.startLocked(e.inf.Load(), false)
+	e.mu.Unlock()
 	var wg sync.WaitGroup
-	start := func(name string, inf cache.SharedIndexInformer, reg cache.ResourceEventHandlerRegistration) {
-		wg.Add(2)
-		go func() { defer wg.Done(); inf.RunWithContext(ctx) }()
-		go func() {
-			defer wg.Done()
-			if cache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
-				e.m.synced.WithLabelValues(name).Set(1)
-				e.log.Info("enrich: informer synced", "informer", name, "node", e.cfg.NodeName)
-				signal(e.park.wake)
-			}
-		}()
-	}
-	start(informerPods, e.podInf, e.podReg)
-	if e.nsInf != nil {
-		start(informerNamespaces, e.nsInf, e.nsReg)
-	}
 	wg.Add(1)
 	go func() { defer wg.Done(); e.janitor(ctx) }()
 	e.releaser(ctx)
 	wg.Wait()
+	e.mu.Lock()
+	e.stopped = true
+	e.mu.Unlock()
+	e.infWG.Wait()
 	return nil
 }
 
@@ -278,7 +290,10 @@ func (e *Enricher) releaser(ctx context.Context) {
 
 // janitor forgets deleted pods once their grace period is over.
 func (e *Enricher) janitor(ctx context.Context) {
-	every := min(max(e.cfg.DeletedGrace/4, 100*time.Millisecond), 10*time.Second)
+	interval := func() time.Duration {
+		return min(max(e.cache.gracePeriod()/4, 100*time.Millisecond), 10*time.Second)
+	}
+	every := interval()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -286,8 +301,13 @@ func (e *Enricher) janitor(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			e.cache.prune()
-			e.policyWait.prune(max(2*e.cfg.MissWait, time.Second))
+		case <-e.regrace: // deleted_grace was reconfigured
+		}
+		e.cache.prune()
+		e.policyWait.prune(max(2*e.live.Load().missWait, time.Second))
+		if d := interval(); d != every {
+			every = d
+			t.Reset(every)
 		}
 	}
 }
@@ -311,16 +331,17 @@ func (e *Enricher) Ready() error {
 		return errors.New("enrich: not running")
 	}
 	var missing []string
-	if !e.podReg.HasSynced() {
+	inf := e.inf.Load()
+	if !e.podSynced.Load() && !inf.podReg.HasSynced() {
 		missing = append(missing, informerPods)
 	}
-	if e.nsReg != nil && !e.nsReg.HasSynced() {
+	if inf.ns != nil && !e.nsSynced.Load() && !inf.nsReg.HasSynced() {
 		missing = append(missing, informerNamespaces)
 	}
 	if len(missing) == 0 {
 		return nil
 	}
-	err := fmt.Errorf("enrich: degraded: %v informer(s) for node %q not synced with the API server; records carry path metadata only", missing, e.cfg.NodeName)
+	err := fmt.Errorf("enrich: degraded: %v informer(s) for node %q not synced with the API server; records carry path metadata only", missing, e.cache.node)
 	if last := e.lastErr.Load(); last != nil {
 		err = fmt.Errorf("%w (last error: %v)", err, *last)
 	}

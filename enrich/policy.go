@@ -209,8 +209,10 @@ func (m *podMeta) policy(p *collector.Policies, c *podCache, container string) c
 // before Run.
 func (e *Enricher) SetPolicies(p *collector.Policies) {
 	e.policies = p
+	e.cache.mu.Lock()
 	e.cache.f.policies = p
 	*e.cache.f.policyLabels = p.LabelKeys()
+	e.cache.mu.Unlock()
 }
 
 // Policy is the policy of a file's container (collector.PolicySource). A
@@ -231,7 +233,7 @@ func (e *Enricher) Policy(src *collector.Source) collector.Policy {
 		return pol
 	}
 	pol := containerPolicy(p, src.Namespace, src.Container, nil, nil, e.cache.namespaceAnnotations(src.Namespace), nil)
-	pol.Provisional = e.policyWait.waiting(podKey(src), e.cfg.MissWait, e.cache)
+	pol.Provisional = e.policyWait.waiting(podKey(src), e.live.Load().missWait, e.cache)
 	return pol
 }
 

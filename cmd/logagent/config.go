@@ -32,10 +32,22 @@ type Config struct {
 	// of the container's memory limit (its cgroup's), unless GOMEMLIMIT is set.
 	MemoryLimitRatio float64   `yaml:"memory_limit_ratio"`
 	Log              LogConfig `yaml:"log"`
+	// WatchConfig reloads the configuration when its file changes; SIGHUP
+	// reloads it either way.
+	WatchConfig bool        `yaml:"watch_config"`
+	Debug       DebugConfig `yaml:"debug"`
 
 	Collector collector.Config     `yaml:"collector"`
 	Enrich    enrich.Config        `yaml:"enrich"`
 	Forward   output.ForwardConfig `yaml:"forward"`
+}
+
+// DebugConfig is about looking inside the running agent.
+type DebugConfig struct {
+	// Pprof serves Go's profiler at /debug/pprof/ on the listen address.
+	// Off by default: a profile shows the process's memory, and collecting
+	// one costs CPU.
+	Pprof bool `yaml:"pprof"`
 }
 
 // LogConfig is about the agent's own logs.
@@ -55,6 +67,8 @@ func defaultConfig() Config {
 		// 64 MiB request on a busy node, at some CPU cost.
 		MemoryLimitRatio: 0.3,
 		Log:              LogConfig{Level: "info", Format: "json"},
+		WatchConfig:      true,
+		Debug:            DebugConfig{Pprof: false},
 		Collector:        collector.DefaultConfig(),
 		Enrich:           enrich.DefaultConfig(),
 		Forward:          output.DefaultForwardConfig(),
@@ -142,6 +156,16 @@ func settings() []setting {
 	str := func(f func(c *Config) *string) func(*Config, string) error {
 		return func(c *Config, v string) error { *f(c) = v; return nil }
 	}
+	boolean := func(f func(c *Config) *bool) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("want true or false, not %q", v)
+			}
+			*f(c) = b
+			return nil
+		}
+	}
 	return []setting{
 		{"log-glob", "LOGAGENT_LOG_GLOB", "files to tail (default /var/log/containers/*.log)",
 			str(func(c *Config) *string { return &c.Collector.LogGlob })},
@@ -167,18 +191,15 @@ func settings() []setting {
 		{"kubeconfig", "LOGAGENT_KUBECONFIG", "kubeconfig file to use outside a cluster",
 			str(func(c *Config) *string { return &c.Enrich.Kubeconfig })},
 		{"enrich", "LOGAGENT_ENRICH", "attach pod metadata from the API server (default true)",
-			func(c *Config, v string) error {
-				b, err := strconv.ParseBool(v)
-				if err != nil {
-					return fmt.Errorf("want true or false, not %q", v)
-				}
-				c.Enrich.Enabled = b
-				return nil
-			}},
+			boolean(func(c *Config) *bool { return &c.Enrich.Enabled })},
 		{"log-level", "LOGAGENT_LOG_LEVEL", "debug, info, warn or error (default info)",
 			str(func(c *Config) *string { return &c.Log.Level })},
 		{"log-format", "LOGAGENT_LOG_FORMAT", "json or text (default json)",
 			str(func(c *Config) *string { return &c.Log.Format })},
+		{"watch-config", "LOGAGENT_WATCH_CONFIG", "reload when the configuration file changes (default true; SIGHUP reloads either way)",
+			boolean(func(c *Config) *bool { return &c.WatchConfig })},
+		{"pprof", "LOGAGENT_PPROF", "serve Go's profiler at /debug/pprof/ on the listen address (default false)",
+			boolean(func(c *Config) *bool { return &c.Debug.Pprof })},
 		// Secrets come from the environment only (a Secret mounted as env),
 		// never flags: a command line is visible to every process on the node.
 		{"", "LOGAGENT_FORWARD_SHARED_KEY", "Forward shared_key",
@@ -254,7 +275,7 @@ func newFlagSet(name string, getenv func(string) string) (fs *flag.FlagSet, give
 }
 
 // boolFlags may be given without a value: --enrich is --enrich=true.
-var boolFlags = map[string]bool{"enrich": true}
+var boolFlags = map[string]bool{"enrich": true, "watch-config": true, "pprof": true}
 
 // joinOnce joins errors, flattened, each distinct message once.
 func joinOnce(errs ...error) error {

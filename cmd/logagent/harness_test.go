@@ -34,18 +34,6 @@ type node struct {
 	log   *os.File
 }
 
-// buildAgent builds the agent binary (without -race: these tests are about
-// the process across kills; the race detector's slowdown would only stretch
-// the catch-up).
-func buildAgent(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "logagent")
-	if out, err := exec.Command("go", "build", "-trimpath", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // newNode starts a receiver and writes the agent's configuration file.
 func newNode(t *testing.T, config string) *node {
 	t.Helper()

@@ -81,7 +81,13 @@ func printProblems(w io.Writer, heading string, err error) {
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg, err := loadConfig("logagent run", args, os.Getenv)
+	// At once: SIGHUP's default action ends the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	src := newConfigSource(args, os.Getenv)
+	hash := src.hash() // before reading it: a change meanwhile is seen
+	cfg, err := src.load()
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		printUsage(stdout)
@@ -90,7 +96,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printProblems(stderr, "logagent run: invalid configuration", err)
 		return 2
 	}
-	log := newLogger(cfg.Log, stderr)
+	log, level := newLevelLogger(cfg.Log, stderr)
 	// client-go logs through klog: send it through the agent's structured
 	// logger too, so the agent writes one log format.
 	klog.SetSlogLogger(log.With("component", "client-go"))
@@ -100,6 +106,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
+	a.enableReload(src, hash, level, hup)
 	ln, err := listen(cfg.Listen)
 	if err != nil {
 		log.Error("cannot start", "err", err)

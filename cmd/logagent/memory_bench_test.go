@@ -22,10 +22,7 @@ import (
 // once, whole (joined from its pieces: none split, none sent unfinished).
 func BenchmarkLongRecords(b *testing.B) {
 	const containers, records, recordBytes, piece = 100, 20, 1000 << 10, 16 << 10
-	bin := filepath.Join(b.TempDir(), "logagent")
-	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildAgent(b)
 	var cpu time.Duration
 	var maxRSS int64
 	for range b.N {

@@ -113,15 +113,10 @@ func agentBinary(b *testing.B) string {
 		b.Logf("agent binary: %s", bin)
 		return bin
 	}
-	bin := filepath.Join(b.TempDir(), "logagent")
-	args := []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", bin}
 	if os.Getenv("LOGAGENT_BENCH_PROFILE_DIR") != "" {
-		args = append(args, "-tags", "benchprofile")
+		return buildAgent(b, "-tags", "benchprofile")
 	}
-	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
+	return buildAgent(b)
 }
 
 // stopProfile ends the agent's CPU profile (SIGUSR1) and waits until it is written.

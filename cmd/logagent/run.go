@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/logagent/logagent/collector"
@@ -20,22 +22,49 @@ import (
 
 // agent is the pipeline: collector -> enrich (optional) -> output.
 type agent struct {
-	cfg      *Config
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	col      *collector.Collector
 	enricher *enrich.Enricher
 	forward  *output.Forward
 	started  chan struct{} // closed when the collector has started
+
+	mu     sync.Mutex // guards cfg and status
+	cfg    *Config    // as applied: a reload replaces it
+	status configStatus
+
+	// Reloading (reload.go): where the configuration comes from, the log
+	// level a reload may change, SIGHUP. Without a source (tests that build
+	// the agent from a Config) nothing reloads.
+	src        configSource
+	level      *slog.LevelVar
+	hup        <-chan os.Signal
+	loadedHash string // the file's content when last loaded; the reload loop's own
+	cm         *configMetrics
+	pprof      atomic.Bool // debug.pprof
+	watchFile  atomic.Bool // watch_config
+
+	// files is the collector's view of its files for /debug/files; nil
+	// until the collector provides one (debugfiles.go).
+	files func() []fileStatus
 }
 
 func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
-	level, _ := parseLevel(cfg.Level)
+	log, _ := newLevelLogger(cfg, w)
+	return log
+}
+
+// newLevelLogger returns the agent's logger and its level, which a reload
+// may change.
+func newLevelLogger(cfg LogConfig, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
+	l, _ := parseLevel(cfg.Level)
+	level.Set(l)
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}
 	if cfg.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(slog.NewTextHandler(w, opts)), level
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(slog.NewJSONHandler(w, opts)), level
 }
 
 // durationsAsText writes every time.Duration as Go writes it ("1.5s"):
@@ -53,7 +82,11 @@ func durationsAsText(_ []string, a slog.Attr) slog.Attr {
 func newAgent(cfg *Config, log *slog.Logger, stdout io.Writer) (*agent, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a := &agent{cfg: cfg, log: log, reg: reg, started: make(chan struct{})}
+	now := time.Now()
+	a := &agent{cfg: cfg, log: log, reg: reg, started: make(chan struct{}), cm: newConfigMetrics(reg, now),
+		status: configStatus{LoadedAt: now, WatchFile: cfg.WatchConfig, PendingRestart: []string{}}}
+	a.pprof.Store(cfg.Debug.Pprof)
+	a.watchFile.Store(cfg.WatchConfig)
 
 	var sink collector.Sink
 	switch cfg.Output {
@@ -89,6 +122,41 @@ func newAgent(cfg *Config, log *slog.Logger, stdout io.Writer) (*agent, error) {
 	return a, nil
 }
 
+// enableReload makes the agent reload its configuration from src on
+// SIGHUP (hup) and, with watch_config, when src's file changes. hash is the
+// file's content as loaded at start; level is the logger's.
+func (a *agent) enableReload(src configSource, hash string, level *slog.LevelVar, hup <-chan os.Signal) {
+	a.src, a.loadedHash, a.level, a.hup = src, hash, level, hup
+	a.status.File = src.file
+}
+
+// reloadLoop reloads the configuration on SIGHUP, and when its file
+// changes while watch_config is on, one reload at a time, until ctx is done.
+func (a *agent) reloadLoop(ctx context.Context) {
+	fileChanged := make(chan struct{}, 1)
+	if a.src.file != "" {
+		w := configWatch{path: a.src.file, debounce: configDebounce, poll: configPoll, log: a.log}
+		go w.run(ctx, func() {
+			select {
+			case fileChanged <- struct{}{}:
+			default:
+			}
+		})
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.hup:
+			a.reload("signal")
+		case <-fileChanged:
+			if a.watchFile.Load() && a.src.hash() != a.loadedHash {
+				a.reload("file")
+			}
+		}
+	}
+}
+
 // run serves HTTP and runs the pipeline until ctx is done, then shuts down in
 // order: stop reading, release what enrich holds, flush the output and wait
 // for its acknowledgements, persist checkpoints. It returns within
@@ -116,12 +184,20 @@ func (a *agent) run(ctx context.Context, ln net.Listener) error {
 			}
 		})
 	}
+	var reloads sync.WaitGroup
+	if a.src.getenv != nil { // enableReload was called
+		reloads.Go(func() { a.reloadLoop(ctx) })
+	}
 	close(a.started)
 	a.log.Info("logagent started", "version", version, "output", a.cfg.Output, "glob", a.cfg.Collector.LogGlob, "node", a.cfg.NodeName)
 	runErr := a.col.Run(ctx)
+	reloads.Wait() // no reload while the stages close
 
 	a.log.Info("shutting down: flushing")
-	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	a.mu.Lock()
+	timeout := a.cfg.ShutdownTimeout
+	a.mu.Unlock()
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	if a.enricher != nil {
 		if err := a.enricher.Close(flushCtx); err != nil {
