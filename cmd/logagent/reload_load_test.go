@@ -69,10 +69,9 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- agent.Wait() }()
+	stopped := false // the test took the exit status from exited
 	defer func() {
-		select {
-		case <-exited:
-		default:
+		if !stopped {
 			agent.Process.Kill()
 			<-exited
 		}
@@ -168,7 +167,9 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 	}
 	agent.Process.Signal(syscall.SIGTERM)
-	if err := <-exited; err != nil {
+	err = <-exited
+	stopped = true
+	if err != nil {
 		t.Errorf("agent exit after SIGTERM: %v", err)
 	}
 	lost, dups := 0, 0
