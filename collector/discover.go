@@ -152,23 +152,34 @@ func (c *Collector) scanDir(ctx context.Context, dir string, cl *containerLogs, 
 		path    string
 		restart int
 		rotated bool
+		order   string // oldest first
 	}
 	var plain, gz []name
 	for _, e := range entries {
 		n := e.Name()
 		if base, ok := strings.CutSuffix(n, ".gz"); ok {
 			if restart, rotated, ok := logName(base); ok && rotated {
-				gz = append(gz, name{filepath.Join(dir, n), restart, true})
+				gz = append(gz, name{filepath.Join(dir, n), restart, true, n})
 			}
 			continue
 		}
 		if restart, rotated, ok := logName(n); ok {
-			plain = append(plain, name{filepath.Join(dir, n), restart, rotated})
+			p := filepath.Join(dir, n)
+			plain = append(plain, name{p, restart, rotated, rotationOrder(p)})
+			if !rotated && e.Type()&fs.ModeSymlink != 0 {
+				for _, r := range dockerRotations(p) {
+					if r.gz {
+						gz = append(gz, name{r.path, restart, true, r.order})
+					} else {
+						plain = append(plain, name{r.path, restart, true, r.order})
+					}
+				}
+			}
 		}
 	}
 	// Oldest rotation first, so a container's backlog is read in order.
-	sort.Slice(plain, func(i, j int) bool { return rotationOrder(plain[i].path) < rotationOrder(plain[j].path) })
-	sort.Slice(gz, func(i, j int) bool { return gz[i].path < gz[j].path })
+	sort.Slice(plain, func(i, j int) bool { return plain[i].order < plain[j].order })
+	sort.Slice(gz, func(i, j int) bool { return gz[i].order < gz[j].order })
 	complete := true
 	for _, n := range gz {
 		// Compressed rotations are older than plain ones: read first.

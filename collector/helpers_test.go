@@ -89,6 +89,7 @@ type capture struct {
 	held    []*Batch
 	counts  map[string]int // log line -> times received
 	order   []string
+	sources []*Source
 	batches int
 }
 
@@ -98,6 +99,7 @@ func (c *capture) Send(ctx context.Context, b *Batch) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.batches++
+	c.sources = append(c.sources, b.Source)
 	for _, r := range b.Records {
 		c.counts[string(r.Log)]++
 		c.order = append(c.order, string(r.Log))
