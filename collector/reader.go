@@ -123,6 +123,7 @@ func (r *reader) run(ctx context.Context) ending {
 			}
 			if st.deleted && !r.deleted {
 				r.deleted = true
+				r.f.deleted.Store(true)
 				if !r.holdDeleted(st.size - r.off) {
 					return endGaveUp
 				}
@@ -290,6 +291,7 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 		r.counted = r.seen
 	}
 	r.f.read.Store(r.seen)
+	r.f.lastRead.Store(time.Now().UnixNano())
 	r.atEnd = r.seen >= size || errors.Is(err, io.EOF)
 	if err := r.consume(ctx, buf, bc, final && r.atEnd); err != nil {
 		return err

@@ -119,6 +119,7 @@ func newAgent(cfg *Config, log *slog.Logger, stdout io.Writer) (*agent, error) {
 		return nil, err
 	}
 	a.col = col
+	a.files = func() []fileStatus { return filesOf(col.Files()) }
 	return a, nil
 }
 
