@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/logagent/logagent/output"
+)
+
+// statusCmd prints what a running agent serves at /debug/files and
+// /debug/servers as tables: `kubectl exec ds/logagent -- logagent status`
+// (the image has no shell, no curl). It exits 1 if the agent cannot be
+// reached.
+func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("logagent status", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	addr := fs.String("addr", "", "the agent's listen address (default: the listen setting, as run reads it, on 127.0.0.1)")
+	ns := fs.String("namespace", "", "only the files of this namespace")
+	pod := fs.String("pod", "", "only the files of pods whose name starts with this")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printSubUsage(stdout, "status", fs)
+			return 0
+		}
+		fmt.Fprintf(stderr, "logagent status: %v (see logagent status --help)\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "logagent status: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *addr == "" {
+		*addr = defaultStatusAddr(getenv)
+	}
+	base := "http://" + *addr
+	client := &http.Client{Timeout: 10 * time.Second}
+
+	var files filesStatus
+	filesErr := fetchJSON(ctx, client, base+"/debug/files", &files)
+	var servers output.Status
+	serversErr := fetchJSON(ctx, client, base+"/debug/servers", &servers)
+	if filesErr != nil && serversErr != nil {
+		fmt.Fprintf(stderr, "logagent status: cannot reach the agent at %s: %v\n", *addr, filesErr)
+		return 1
+	}
+	now := time.Now()
+	if filesErr != nil {
+		fmt.Fprintf(stdout, "Files: not available (%v)\n", filesErr)
+	} else {
+		printFiles(stdout, files.Files, *ns, *pod, now)
+	}
+	fmt.Fprintln(stdout)
+	if serversErr != nil {
+		fmt.Fprintf(stdout, "Servers: not available (%v)\n", serversErr)
+	} else {
+		printServers(stdout, servers, now)
+	}
+	return 0
+}
+
+// defaultStatusAddr is where run listens, as its settings say (flags aside:
+// the file and the environment, as in the agent's pod), on the loopback
+// address when it listens on every address.
+func defaultStatusAddr(getenv func(string) string) string {
+	listen := defaultConfig().Listen
+	// Problems elsewhere in the configuration do not matter here: the
+	// listen setting is taken as far as it was read.
+	if cfg, _ := loadConfig("logagent status", nil, getenv); cfg != nil && cfg.Listen != "" {
+		listen = cfg.Listen
+	}
+	return dialAddr(listen)
+}
+
+// dialAddr turns a listen address into one to connect to: no host, or an
+// unspecified one (0.0.0.0, ::), is 127.0.0.1.
+func dialAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func fetchJSON(ctx context.Context, client *http.Client, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("%s: %w", url, err)
+	}
+	return nil
+}
+
+// printFiles prints one line per file and a summary: how many files in each
+// state, and the bytes written but not yet acknowledged.
+func printFiles(w io.Writer, all []fileStatus, ns, pod string, now time.Time) {
+	var files []fileStatus
+	for _, f := range all {
+		if (ns == "" || f.Namespace == ns) && strings.HasPrefix(f.Pod, pod) {
+			files = append(files, f)
+		}
+	}
+	count := map[string]int{}
+	var behind int64
+	for _, f := range files {
+		count[f.State]++
+		behind += f.BytesBehind
+	}
+	var parts []string
+	for _, s := range fileStates {
+		if count[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", count[s], s))
+		}
+	}
+	summary := ""
+	if len(parts) > 0 {
+		summary = ": " + strings.Join(parts, ", ")
+	}
+	fmt.Fprintf(w, "Files: %d%s; %s behind (written, not yet acknowledged)\n", len(files), summary, humanBytes(behind))
+	if len(files) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tPOD\tCONTAINER\tSTATE\tSIZE\tREAD\tACKED\tBEHIND\tLAST READ\tPATH")
+	for _, f := range files {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", f.Namespace, f.Pod, f.Container, f.State,
+			f.Size, f.ReadOffset, f.AckedOffset, humanBytes(f.BytesBehind), ago(f.LastRead, now), f.Path)
+	}
+	tw.Flush()
+}
+
+func printServers(w io.Writer, st output.Status, now time.Time) {
+	fmt.Fprintf(w, "Servers: %d\n", len(st.Servers))
+	if d := st.Discovery; d != nil {
+		fmt.Fprintf(w, "Discovery: %s (%s, every %s)\n", d.Name, d.Type, d.Refresh)
+	}
+	if len(st.Servers) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADDRESS\tORIGIN\tSTATE\tWEIGHT\tIN FLIGHT\tDELIVERED\tCONNECTED\tLAST ERROR")
+	for _, s := range st.Servers {
+		state := s.State
+		if s.Standby {
+			state += " (standby)"
+		}
+		lastErr := "-"
+		if s.LastError != "" {
+			lastErr = s.LastError + " (" + ago(s.LastErrorAt, now) + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d chunks, %s\t%d\t%s\t%s\n", s.Address, s.Origin, state, s.Weight,
+			s.InFlightChunks, humanBytes(int64(s.InFlightBytes)), s.RecordsDelivered, since(s.ConnectedSince, now), lastErr)
+	}
+	tw.Flush()
+}
+
+// humanBytes writes n in B, KiB, MiB or GiB.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, suffix := float64(n)/unit, "KiB"
+	for _, s := range []string{"MiB", "GiB", "TiB"} {
+		if v < unit {
+			break
+		}
+		v, suffix = v/unit, s
+	}
+	return fmt.Sprintf("%.1f %s", v, suffix)
+}
+
+// ago says how long before now t was: "12s ago", "never" for a zero t.
+func ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return now.Sub(t).Round(time.Second).String() + " ago"
+}
+
+// since says how long a connection has lasted: "for 3m0s", "-" if none.
+func since(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return "for " + now.Sub(t).Round(time.Second).String()
+}
+
+// printSubUsage prints a subcommand's line of help and its flags.
+func printSubUsage(w io.Writer, name string, fs *flag.FlagSet) {
+	for _, c := range commands {
+		if c.name == name {
+			fmt.Fprintf(w, "logagent %s %s\n  %s\n\nFlags:\n", c.name, c.args, c.what)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fs.VisitAll(func(f *flag.Flag) {
+		fmt.Fprintf(tw, "  --%s VALUE\t%s\n", f.Name, f.Usage)
+	})
+	tw.Flush()
+}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDialAddr(t *testing.T) {
+	for _, tc := range []struct{ listen, want string }{
+		{":2020", "127.0.0.1:2020"},
+		{"0.0.0.0:2020", "127.0.0.1:2020"},
+		{"[::]:2020", "127.0.0.1:2020"},
+		{"10.0.0.5:9000", "10.0.0.5:9000"},
+		{"[::1]:2020", "[::1]:2020"},
+		{"localhost:2020", "localhost:2020"},
+	} {
+		if got := dialAddr(tc.listen); got != tc.want {
+			t.Errorf("dialAddr(%q) = %q, want %q", tc.listen, got, tc.want)
+		}
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 20: "5.0 MiB", 3 << 30: "3.0 GiB"} {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// rowOf returns the fields of the first line of out that contains every one
+// of parts.
+func rowOf(out string, parts ...string) []string {
+	for _, l := range strings.Split(out, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			return strings.Fields(l)
+		}
+	}
+	return nil
+}
+
+// The agent binary answers "is this pod's log shipped, and how far behind":
+// `logagent status` (default address from LOGAGENT_LISTEN, as in the pod)
+// shows a delivered file with nothing behind and the connected server, then,
+// with the receiver down, the bytes written since as behind; `logagent
+// checkpoints` reads the state directory while the agent holds it, and the
+// agent goes on checkpointing.
+func TestStatusAndCheckpointsCommands(t *testing.T) {
+	n := newNode(t, "")
+	listen := freeAddr(t)
+	_, port, _ := strings.Cut(listen, ":")
+	cmd := exec.Command(n.bin, "--config", n.cfg, "--output", "forward", "--forward", n.addr,
+		"--log-glob", filepath.Join(n.root, "containers", "*.log"), "--state-dir", n.state,
+		"--node-name", "node-a", "--enrich=false", "--log-level", "info")
+	cmd.Env = append(os.Environ(), "LOGAGENT_LISTEN=:"+port)
+	cmd.Stdout, cmd.Stderr = n.log, n.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	n.agent = cmd
+	n.mu.Unlock()
+
+	shipped := n.container("shop", "cart-7d9f", "app")
+	writeLines(t, shipped, "cart", 0, 500)
+	if !n.waitDistinct(500, 20*time.Second) {
+		t.Fatalf("%d of 500 lines arrived", n.tally.Distinct())
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		c := exec.Command(n.bin, args...)
+		c.Env = append(os.Environ(), "LOGAGENT_LISTEN=:"+port)
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("logagent %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	fi, err := os.Stat(shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := fi.Size()
+	var out string
+	waitUntil(t, "status to show the file acknowledged", func() bool {
+		out = run("status")
+		row := rowOf(out, "cart-7d9f", "live")
+		// NAMESPACE POD CONTAINER STATE SIZE READ ACKED BEHIND(2 fields) ...
+		return len(row) > 8 && row[0] == "shop" && row[2] == "app" && row[4] == itoa(size) && row[6] == itoa(size) && row[7] == "0" && row[8] == "B"
+	})
+	if row := rowOf(out, n.addr); len(row) < 3 || row[2] != "connected" {
+		t.Errorf("server row: %q\n%s", row, out)
+	}
+	if !strings.Contains(out, "Files: 1: 1 live; 0 B behind") {
+		t.Errorf("summary:\n%s", out)
+	}
+
+	// Saved every checkpoint_interval: wait for the save of the ack.
+	waitUntil(t, "the checkpoint of the first lines", func() bool { return n.checkpoints()[shipped] == size })
+	n.receiverDown()
+	writeLines(t, shipped, "cart", 500, 1000)
+	fi, err = os.Stat(shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	behind := fi.Size() - size
+	waitUntil(t, "status to show the file behind", func() bool {
+		out = run("status", "--addr", listen, "--namespace", "shop", "--pod", "cart")
+		row := rowOf(out, "cart-7d9f", "live")
+		return len(row) > 8 && row[5] == itoa(fi.Size()) && row[6] == itoa(size)
+	})
+	if !strings.Contains(out, humanBytes(behind)+" behind") {
+		t.Errorf("want %s behind:\n%s", humanBytes(behind), out)
+	}
+	if out := run("status", "--namespace", "other"); !strings.Contains(out, "Files: 0;") {
+		t.Errorf("namespace filter:\n%s", out)
+	}
+
+	out = run("checkpoints", "--state-dir", n.state)
+	row := rowOf(out, "cart-7d9f")
+	if len(row) < 6 || row[0] != "shop" || row[3] != itoa(size) || row[4] != itoa(fi.Size()) {
+		t.Errorf("checkpoints row %q, want acked %d of %d on disk:\n%s", row, size, fi.Size(), out)
+	}
+	if !regexp.MustCompile(`checkpoints\.json: 1 files, saved \S+ ago`).MatchString(out) {
+		t.Errorf("checkpoints heading:\n%s", out)
+	}
+
+	// The agent still saves its checkpoints: checkpoints took no lock.
+	n.receiverUp()
+	if !n.waitDistinct(1000, 30*time.Second) {
+		t.Fatalf("%d of 1000 lines arrived after the receiver came back", n.tally.Distinct())
+	}
+	waitUntil(t, "the checkpoint at the end of the file", func() bool { return n.checkpoints()[shipped] == fi.Size() })
+	n.term(true)
+	if total, lost, dups := n.account(map[string]int{"cart": 1000}); lost != 0 || dups != 0 {
+		t.Errorf("%d lines: %d lost, %d duplicated", total, lost, dups)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
