@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,22 +17,10 @@ import (
 // file, how far it is acknowledged, against its size on disk now. It only
 // reads: safe while an agent runs on the directory.
 func checkpointsCmd(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	fs := flag.NewFlagSet("logagent checkpoints", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs, ns, pod := newFilesFlagSet("checkpoints")
 	dir := fs.String("state-dir", "", "the agent's state directory (default: the state_dir setting, as run reads it)")
-	ns := fs.String("namespace", "", "only the files of this namespace")
-	pod := fs.String("pod", "", "only the files of pods whose name starts with this")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printSubUsage(stdout, "checkpoints", fs)
-			return 0
-		}
-		fmt.Fprintf(stderr, "logagent checkpoints: %v (see logagent checkpoints --help)\n", err)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "logagent checkpoints: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if code, done := parseSubcommand(fs, "checkpoints", args, stdout, stderr); done {
+		return code
 	}
 	if *dir == "" {
 		*dir = defaultConfig().Collector.StateDir

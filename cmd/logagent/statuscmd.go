@@ -21,22 +21,10 @@ import (
 // (the image has no shell, no curl). It exits 1 if the agent cannot be
 // reached.
 func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	fs := flag.NewFlagSet("logagent status", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs, ns, pod := newFilesFlagSet("status")
 	addr := fs.String("addr", "", "the agent's listen address (default: the listen setting, as run reads it, on 127.0.0.1)")
-	ns := fs.String("namespace", "", "only the files of this namespace")
-	pod := fs.String("pod", "", "only the files of pods whose name starts with this")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printSubUsage(stdout, "status", fs)
-			return 0
-		}
-		fmt.Fprintf(stderr, "logagent status: %v (see logagent status --help)\n", err)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "logagent status: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if code, done := parseSubcommand(fs, "status", args, stdout, stderr); done {
+		return code
 	}
 	if *addr == "" {
 		*addr = defaultStatusAddr(getenv)
@@ -206,6 +194,34 @@ func since(t, now time.Time) string {
 		return "-"
 	}
 	return "for " + now.Sub(t).Round(time.Second).String()
+}
+
+// newFilesFlagSet is a subcommand's flag set with the filters of the files
+// it lists: --namespace and --pod.
+func newFilesFlagSet(name string) (fs *flag.FlagSet, ns, pod *string) {
+	fs = flag.NewFlagSet("logagent "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	ns = fs.String("namespace", "", "only the files of this namespace")
+	pod = fs.String("pod", "", "only the files of pods whose name starts with this")
+	return fs, ns, pod
+}
+
+// parseSubcommand parses a subcommand's arguments; done says to exit with
+// code (help was printed, or the arguments are wrong).
+func parseSubcommand(fs *flag.FlagSet, name string, args []string, stdout, stderr io.Writer) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printSubUsage(stdout, name, fs)
+			return 0, true
+		}
+		fmt.Fprintf(stderr, "logagent %s: %v (see logagent %s --help)\n", name, err, name)
+		return 2, true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "logagent %s: unexpected argument %q\n", name, fs.Arg(0))
+		return 2, true
+	}
+	return 0, false
 }
 
 // printSubUsage prints a subcommand's line of help and its flags.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,3 +149,76 @@ func TestStatusAndCheckpointsCommands(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestSubcommandArguments(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"status", "--help"}, 0, "--addr VALUE"},
+		{[]string{"checkpoints", "-h"}, 0, "--state-dir VALUE"},
+		{[]string{"status", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"status", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"status", "--addr", freeAddr(t)}, 1, "cannot reach the agent"},
+		{[]string{"checkpoints", "--state-dir", t.TempDir()}, 1, "no checkpoint file"},
+	} {
+		var stdout, stderr strings.Builder
+		code := realMain(tc.args, &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stdout.String()+stderr.String(), tc.out) {
+			t.Errorf("logagent %v: exit %d, want %d, output %q, want it to contain %q", tc.args, code, tc.code, stdout.String()+stderr.String(), tc.out)
+		}
+	}
+}
+
+// checkpoints compares each entry with the disk: the same file and what is
+// beyond the offset, a file gone, compressed since, or another file at the
+// path (its inode differs).
+func TestCheckpointsCommandOnDisk(t *testing.T) {
+	root, state := t.TempDir(), t.TempDir()
+	dir := filepath.Join(root, "pods", "shop_cart_uid-1", "app")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	same, gone, gz, other := filepath.Join(dir, "0.log"), filepath.Join(dir, "0.log.20261127-070000"),
+		filepath.Join(dir, "0.log.20261127-060000"), filepath.Join(dir, "1.log")
+	appendLines(t, same, strings.Repeat("x", 3000))
+	appendLines(t, gz+".gz", "compressed")
+	appendLines(t, other, "new")
+	fi, err := os.Stat(same)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := fileIdentity(fi)
+	entry := func(path string, dev, ino uint64, off int64, done bool) string {
+		return fmt.Sprintf(`{"path":%q,"id":{"dev":%d,"ino":%d},"fp_len":10,"fp":1,"offset":%d,"done":%v}`, path, dev, ino, off, done)
+	}
+	body := `{"version":1,"files":[` + strings.Join([]string{
+		entry(same, id[0], id[1], 1000, false), entry(gone, 1, 2, 500, true),
+		entry(gz, 1, 3, 700, false), entry(other, id[0], id[1]+12345, 50, false),
+	}, ",") + `]}`
+	if err := os.WriteFile(filepath.Join(state, "checkpoints.json"), []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	if code := realMain([]string{"checkpoints", "--state-dir", state}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	out := stdout.String()
+	for path, want := range map[string][]string{
+		same:  {"1000", "3000", "2.0", "KiB", "no"},
+		gone:  {"500", "gone", "-", "yes"},
+		gz:    {"700", "compressed", "-", "no"},
+		other: {"50", "3", "(another", "file)", "-"},
+	} {
+		var got string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasSuffix(l, " "+path) {
+				got = strings.Join(strings.Fields(l), " ")
+			}
+		}
+		if !strings.HasPrefix(got, "shop cart app "+strings.Join(want, " ")) {
+			t.Errorf("%s: row %q, want it to start with %q", filepath.Base(path), got, "shop cart app "+strings.Join(want, " "))
+		}
+	}
+}
