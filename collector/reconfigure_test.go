@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -118,4 +119,42 @@ func TestReconfigureBufferUnderLoad(t *testing.T) {
 	if u := r.c.budget.inUse.Load(); u != 0 {
 		t.Errorf("%d bytes still in use after everything was acknowledged", u)
 	}
+}
+
+// A new checkpoint_interval takes effect at once, not after the old
+// interval's next tick.
+func TestReconfigureCheckpointInterval(t *testing.T) {
+	n := newNode(t)
+	live := n.container("default", "saver", "app")
+	cfg := n.config()
+	cfg.CheckpointInterval = time.Hour
+	sink := newCapture()
+	r := start(t, cfg, sink)
+	appendFile(t, live, numberedLines("s", 0, 100))
+	waitFor(t, "the lines", func() bool { return sink.distinct() == 100 })
+	fi, err := os.Stat(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := func() int64 {
+		cps, err := ReadCheckpoints(cfg.StateDir)
+		if err != nil {
+			return -1
+		}
+		for _, cp := range cps.Files {
+			if cp.Path == live {
+				return cp.Offset
+			}
+		}
+		return -1
+	}
+	if got := saved(); got == fi.Size() {
+		t.Fatalf("saved before the reload (offset %d): the test cannot tell", got)
+	}
+	next := cfg
+	next.CheckpointInterval = 20 * time.Millisecond
+	if err := r.c.Reconfigure(next); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a checkpoint saved at the new interval", func() bool { return saved() == fi.Size() })
 }
