@@ -18,13 +18,13 @@ import (
 // reads: safe while an agent runs on the directory.
 func checkpointsCmd(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs, ns, pod := newFilesFlagSet("checkpoints")
-	dir := fs.String("state-dir", "", "the agent's state directory (default: the state_dir setting, as run reads it)")
+	dir := fs.String("state-dir", "", "the agent's state directory (default: the state_dir setting of the agent in this container, else as $LOGAGENT_STATE_DIR or $LOGAGENT_CONFIG say)")
 	if code, done := parseSubcommand(fs, "checkpoints", args, stdout, stderr); done {
 		return code
 	}
 	if *dir == "" {
 		*dir = defaultConfig().Collector.StateDir
-		if cfg, _ := loadConfig("logagent checkpoints", nil, getenv); cfg != nil && cfg.Collector.StateDir != "" {
+		if cfg := agentConfig(getenv); cfg != nil && cfg.Collector.StateDir != "" {
 			*dir = cfg.Collector.StateDir
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,7 +24,7 @@ import (
 // reached.
 func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs, ns, pod := newFilesFlagSet("status")
-	addr := fs.String("addr", "", "the agent's listen address (default: the listen setting, as run reads it, on 127.0.0.1)")
+	addr := fs.String("addr", "", "the agent's listen address (default: the listen setting of the agent in this container, else as $LOGAGENT_LISTEN or $LOGAGENT_CONFIG say; on 127.0.0.1)")
 	if code, done := parseSubcommand(fs, "status", args, stdout, stderr); done {
 		return code
 	}
@@ -55,17 +57,43 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	return 0
 }
 
-// defaultStatusAddr is where run listens, as its settings say (flags aside:
-// the file and the environment, as in the agent's pod), on the loopback
-// address when it listens on every address.
+// defaultStatusAddr is where run listens, as its settings say, on the
+// loopback address when it listens on every address.
 func defaultStatusAddr(getenv func(string) string) string {
 	listen := defaultConfig().Listen
-	// Problems elsewhere in the configuration do not matter here: the
-	// listen setting is taken as far as it was read.
-	if cfg, _ := loadConfig("logagent status", nil, getenv); cfg != nil && cfg.Listen != "" {
+	if cfg := agentConfig(getenv); cfg != nil && cfg.Listen != "" {
 		listen = cfg.Listen
 	}
 	return dialAddr(listen)
+}
+
+// agentConfig is the configuration of the agent this command runs beside,
+// as far as it can be read: in the agent's container (`kubectl exec`), PID 1
+// is the agent, and its command line (--config=...) and the container's
+// environment are what it loaded; elsewhere, the environment
+// ($LOGAGENT_CONFIG, ...) alone. Problems elsewhere in the configuration do
+// not matter here: nil only if nothing could be read.
+func agentConfig(getenv func(string) string) *Config {
+	data, _ := os.ReadFile("/proc/1/cmdline")
+	cfg, _ := loadConfig("logagent", agentArgs(data), getenv)
+	return cfg
+}
+
+// agentArgs returns the flags of a `logagent [run] flags...` command line
+// (NUL-separated, as /proc/<pid>/cmdline), or nil if it is not one.
+func agentArgs(cmdline []byte) []string {
+	parts := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if len(parts) == 0 || filepath.Base(parts[0]) != "logagent" {
+		return nil
+	}
+	args := parts[1:]
+	if len(args) > 0 && args[0] == "run" {
+		args = args[1:]
+	}
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return nil // another command
+	}
+	return args
 }
 
 // dialAddr turns a listen address into one to connect to: no host, or an

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -220,5 +221,28 @@ func TestCheckpointsCommandOnDisk(t *testing.T) {
 		if !strings.HasPrefix(got, "shop cart app "+strings.Join(want, " ")) {
 			t.Errorf("%s: row %q, want it to start with %q", filepath.Base(path), got, "shop cart app "+strings.Join(want, " "))
 		}
+	}
+}
+
+func TestAgentArgs(t *testing.T) {
+	for cmdline, want := range map[string][]string{
+		"/logagent\x00run\x00--config=/etc/logagent/config.yaml\x00": {"--config=/etc/logagent/config.yaml"},
+		"logagent\x00--listen\x00:9000\x00":                          {"--listen", ":9000"},
+		"/logagent\x00":                                              {},
+		"/logagent\x00status\x00":                                    nil,
+		"/bin/sh\x00-c\x00sleep 1\x00":                               nil,
+		"":                                                           nil,
+	} {
+		got := agentArgs([]byte(cmdline))
+		if !slices.Equal(got, want) || (got == nil) != (want == nil) {
+			t.Errorf("agentArgs(%q) = %q, want %q", cmdline, got, want)
+		}
+	}
+	// The configuration file its --config names is read for the listen
+	// setting; the environment still wins, as for run.
+	file := writeConfig(t, "listen: 0.0.0.0:9123\ncollector:\n  state_dir: /data/state\n")
+	cfg, _ := loadConfig("logagent", agentArgs([]byte("/logagent\x00run\x00--config="+file+"\x00")), envMap(nil))
+	if cfg == nil || dialAddr(cfg.Listen) != "127.0.0.1:9123" || cfg.Collector.StateDir != "/data/state" {
+		t.Errorf("from the agent's command line: %+v", cfg)
 	}
 }
