@@ -416,7 +416,9 @@ func TestImage(t *testing.T) {
 		if !strings.Contains(out, recv.Addr()) || !strings.Contains(out, "connected") {
 			t.Errorf("status lacks the connected server %s:\n%s", recv.Addr(), out)
 		}
-		out, err := e.cmd("exec", a.name, "logagent", "checkpoints", "--state-dir", "/var/lib/logagent")
+		// Its state directory from the agent's own configuration (PID 1's
+		// --config), not from a flag.
+		out, err := e.cmd("exec", a.name, "logagent", "checkpoints")
 		if err != nil || !strings.Contains(out, "checkpoints.json: ") || !strings.Contains(out, root[0].pod) {
 			t.Errorf("logagent checkpoints: %v\n%s", err, out)
 		}
