@@ -54,6 +54,9 @@ ARG RUNTIME_IMAGE
 # localhost/logagent-standin/... tag (such an image is not for publishing).
 LABEL org.opencontainers.image.base.name="${RUNTIME_IMAGE}"
 COPY --from=build /src/bin/logagent /logagent
+# "/" on the PATH: `kubectl exec ds/logagent -- logagent status` (the image
+# has no shell to find /logagent otherwise).
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/
 # Non-root by default (distroless' "nonroot", 65532). The Kubernetes
 # manifests run it as uid 0 with every capability but DAC_READ_SEARCH dropped,
 # to read root-owned log files; see deploy/kubernetes/daemonset.yaml.

@@ -29,18 +29,22 @@ import (
 // is then joined whole.
 type budget struct {
 	sem      *semaphore.Weighted
-	size     int64
+	bytes    atomic.Int64 // buffer_bytes: its size (see resize)
 	used     prometheus.Gauge
 	inUse    atomic.Int64
 	waitHeld atomic.Int64 // held by readers waiting for more
+	resizer  resizer      // budgetresize.go
 }
 
+// size is the budget's size: buffer_bytes.
+func (b *budget) size() int64 { return b.bytes.Load() }
+
 // maxRequest is the most a reader asks for at once.
-func (b *budget) maxRequest() int64 { return b.size - b.size/4 }
+func (b *budget) maxRequest() int64 { s := b.size(); return s - s/4 }
 
 // smallHold is the most a reader may hold while it waits for more: a
 // read and a record being joined, in a budget of the default size.
-func (b *budget) smallHold() int64 { return min(512<<10, b.size/8) }
+func (b *budget) smallHold() int64 { return min(512<<10, b.size()/8) }
 
 // holdWhileWaiting reserves, for a reader about to wait, the right to keep h
 // bytes meanwhile; false: it must give them back first.
@@ -50,7 +54,7 @@ func (b *budget) holdWhileWaiting(h int64) bool {
 	}
 	for {
 		cur := b.waitHeld.Load()
-		if cur+h > b.size/4 {
+		if cur+h > b.size()/4 {
 			return false
 		}
 		if b.waitHeld.CompareAndSwap(cur, cur+h) {
@@ -62,7 +66,12 @@ func (b *budget) holdWhileWaiting(h int64) bool {
 func (b *budget) doneWaiting(h int64) { b.waitHeld.Add(-h) }
 
 func newBudget(size int64, used prometheus.Gauge) *budget {
-	return &budget{sem: semaphore.NewWeighted(size), size: size, used: used}
+	// The semaphore is larger than any budget; what is not the budget's is
+	// held back (resizer.reserve), so that a reload can resize it.
+	b := &budget{sem: semaphore.NewWeighted(semaphoreSize), used: used}
+	b.bytes.Store(size)
+	b.resizer.init(b, size)
+	return b
 }
 
 // tryAcquire takes n bytes if they are free and nobody waits before.
@@ -80,7 +89,7 @@ func (b *budget) tryAcquire(n int64) bool {
 
 // acquire waits for n bytes (at most the whole budget).
 func (b *budget) acquire(ctx context.Context, n int64) (int64, error) {
-	n = min(n, b.size)
+	n = min(n, b.size())
 	if n <= 0 {
 		return 0, nil
 	}
@@ -99,10 +108,10 @@ const readSlack = 64 << 10
 
 // tight reports whether n more bytes are not free now: a reader asking for
 // them would wait.
-func (b *budget) tight(n int64) bool { return b.size-b.inUse.Load() < n }
+func (b *budget) tight(n int64) bool { return b.size()-b.inUse.Load() < n }
 
 // slack is readSlack, or less in a small budget.
-func (b *budget) slack() int64 { return min(readSlack, b.size/16) }
+func (b *budget) slack() int64 { return min(readSlack, b.size()/16) }
 
 func (b *budget) release(n int64) {
 	if n <= 0 {

@@ -61,6 +61,14 @@ type Collector struct {
 	saverStop   chan struct{}
 	saverDone   chan struct{}
 	closeOnce   sync.Once
+
+	// Reconfigure (reconfigure.go): the settings as they are now, the
+	// policies compiled from them, and the loops told of new intervals.
+	liveCfg      atomic.Pointer[Config]
+	livePolicies atomic.Pointer[Policies]
+	reconfMu     sync.Mutex
+	rescanReset  chan struct{}
+	saveReset    chan struct{}
 }
 
 // startMode says how files with no checkpoint entry are read at the first scan.
@@ -100,7 +108,7 @@ func New(cfg Config, sink Sink, reg prometheus.Registerer, log *slog.Logger) (*C
 		roots = defaultLogRoots(cfg.LogGlob)
 	}
 	m := newMetrics(reg)
-	return &Collector{
+	c := &Collector{
 		cfg: cfg, sink: sink, log: log, m: m, lock: lock,
 		store:          newCheckpointStore(cfg.StateDir),
 		budget:         newBudget(int64(cfg.BufferBytes), m.bufferUsed),
@@ -112,7 +120,9 @@ func New(cfg Config, sink Sink, reg prometheus.Registerer, log *slog.Logger) (*C
 		watched:        map[string]bool{},
 		rescanNow:      make(chan struct{}, 1),
 		globQuietAfter: 30 * time.Second,
-	}, nil
+	}
+	c.initLive(cfg)
+	return c, nil
 }
 
 // Run reads until ctx is done, then stops reading and returns once every
@@ -161,7 +171,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	if err := c.SaveCheckpoints(); err != nil {
 		c.log.Error("saving checkpoints", "err", err)
 	}
-	rescan := time.NewTicker(c.cfg.RescanInterval)
+	rescan := time.NewTicker(c.live().RescanInterval)
 	defer rescan.Stop()
 	for {
 		select {
@@ -176,6 +186,8 @@ func (c *Collector) Run(ctx context.Context) error {
 			c.rescan(ctx)
 		case <-c.rescanNow:
 			c.rescan(ctx)
+		case <-c.rescanReset:
+			rescan.Reset(c.live().RescanInterval)
 		}
 	}
 }
@@ -185,12 +197,14 @@ func (c *Collector) Run(ctx context.Context) error {
 // SIGKILL during the flush keeps what was acknowledged.
 func (c *Collector) saveLoop() {
 	defer close(c.saverDone)
-	t := time.NewTicker(c.cfg.CheckpointInterval)
+	t := time.NewTicker(c.live().CheckpointInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-c.saverStop:
 			return
+		case <-c.saveReset:
+			t.Reset(c.live().CheckpointInterval)
 		case <-t.C:
 			c.updateLag()
 			if err := c.SaveCheckpoints(); err != nil {
@@ -210,6 +224,7 @@ func (c *Collector) Close() error {
 			<-c.saverDone
 			err = c.SaveCheckpoints()
 		}
+		c.budget.close()
 		c.lock.unlock()
 	})
 	return err

@@ -48,6 +48,10 @@ type file struct {
 	notify chan struct{} // wakes the reader: the file was written
 	size   atomic.Int64  // last size a reader saw, for the lag gauge
 	read   atomic.Int64  // offset read up to
+	// lastRead (Unix nanoseconds) and deleted are for Files (status.go):
+	// when a reader last read from the file, and whether it saw it deleted.
+	lastRead atomic.Int64
+	deleted  atomic.Bool
 }
 
 func newFile(dir, path string, id fileID, fp fingerprint, acked int64) *file {

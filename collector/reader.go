@@ -100,8 +100,7 @@ func (c *Collector) newReader(f *file, src *Source, ct content, plain *os.File, 
 
 // run reads until the file is finished or ctx is done.
 func (r *reader) run(ctx context.Context) ending {
-	cfg := &r.c.cfg
-	poll := time.NewTimer(cfg.PollInterval)
+	poll := time.NewTimer(r.c.live().PollInterval)
 	defer poll.Stop()
 	for ctx.Err() == nil {
 		st, err := r.content.stat()
@@ -123,6 +122,7 @@ func (r *reader) run(ctx context.Context) ending {
 			}
 			if st.deleted && !r.deleted {
 				r.deleted = true
+				r.f.deleted.Store(true)
 				if !r.holdDeleted(st.size - r.off) {
 					return endGaveUp
 				}
@@ -156,6 +156,7 @@ func (r *reader) run(ctx context.Context) ending {
 		}
 		r.flushStale(ctx)
 		r.trim()
+		cfg := r.c.live() // a reload may change it
 		wait := cfg.PollInterval
 		if last, ok := r.dec.oldestPiece(); ok {
 			wait = min(wait, max(time.Duration(last+int64(cfg.PartialFlushTimeout)-time.Now().UnixNano()), time.Millisecond))
@@ -185,7 +186,7 @@ func (r *reader) rotatedAndQuiet() bool {
 		r.rotatedAt = time.Now()
 		r.c.m.rotations.WithLabelValues("rename").Inc()
 	}
-	return (!r.live || !r.rotatedAt.IsZero()) && time.Since(r.lastGrow) >= r.c.cfg.RotateWait
+	return (!r.live || !r.rotatedAt.IsZero()) && time.Since(r.lastGrow) >= r.c.live().RotateWait
 }
 
 // renamed reports whether the name the file was opened under now names
@@ -220,7 +221,7 @@ func (r *reader) holdDeleted(unread int64) bool {
 	if unread <= 0 {
 		return true
 	}
-	if r.c.deletedHeld.Add(unread) > r.c.cfg.DeletedHoldBytes {
+	if r.c.deletedHeld.Add(unread) > r.c.live().DeletedHoldBytes {
 		r.c.deletedHeld.Add(-unread)
 		r.c.m.droppedBytes.WithLabelValues("deleted_hold_cap").Add(float64(unread))
 		r.c.log.Warn("deleted file holds too many unread bytes, leaving it", "path", r.src.Path, "unread_bytes", unread)
@@ -290,6 +291,7 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 		r.counted = r.seen
 	}
 	r.f.read.Store(r.seen)
+	r.f.lastRead.Store(time.Now().UnixNano())
 	r.atEnd = r.seen >= size || errors.Is(err, io.EOF)
 	if err := r.consume(ctx, buf, bc, final && r.atEnd); err != nil {
 		return err
@@ -556,7 +558,7 @@ func (r *reader) cut(ctx context.Context, recs []Record, consumed int64, bc *buf
 	// memory budget is full, so the next read waits for acknowledgements
 	// (an output holding this batch for its batch age would make it wait
 	// that long).
-	b.CaughtUp = r.atEnd || r.c.budget.tight(min(int64(r.want)+r.joinRoom+r.c.budget.slack(), r.c.budget.size))
+	b.CaughtUp = r.atEnd || r.c.budget.tight(min(int64(r.want)+r.joinRoom+r.c.budget.slack(), r.c.budget.size()))
 	sent := time.Now()
 	err := c.sink.Send(ctx, b)
 	if time.Since(sent) > time.Millisecond {
@@ -590,7 +592,7 @@ func pointsInto(recs []Record, buf []byte) bool {
 // partial_flush_timeout: a container that exited mid-line never writes the
 // rest, and the checkpoint cannot pass a record still being joined.
 func (r *reader) flushStale(ctx context.Context) {
-	timeout := r.c.cfg.PartialFlushTimeout
+	timeout := r.c.live().PartialFlushTimeout
 	last, ok := r.dec.oldestPiece()
 	if !ok || timeout <= 0 || time.Now().UnixNano()-last < int64(timeout) {
 		return

@@ -399,6 +399,31 @@ func TestImage(t *testing.T) {
 		}
 	})
 
+	t.Run("logagent status and checkpoints by exec", func(t *testing.T) {
+		// As `kubectl exec ds/logagent -- logagent status`: no shell, the
+		// binary on the PATH, the address from the container's settings.
+		var out string
+		waitFor(t, 30*time.Second, "status with every file acknowledged", func() (bool, string) {
+			var err error
+			out, err = e.cmd("exec", a.name, "logagent", "status")
+			return err == nil && strings.Contains(out, fmt.Sprintf("Files: %d: %d live; 0 B behind", len(all), len(all))), fmt.Sprintf("%v\n%s", err, out)
+		})
+		for _, c := range all {
+			if !strings.Contains(out, c.pod) {
+				t.Errorf("status lacks pod %s:\n%s", c.pod, out)
+			}
+		}
+		if !strings.Contains(out, recv.Addr()) || !strings.Contains(out, "connected") {
+			t.Errorf("status lacks the connected server %s:\n%s", recv.Addr(), out)
+		}
+		// Its state directory from the agent's own configuration (PID 1's
+		// --config), not from a flag.
+		out, err := e.cmd("exec", a.name, "logagent", "checkpoints")
+		if err != nil || !strings.Contains(out, "checkpoints.json: ") || !strings.Contains(out, root[0].pod) {
+			t.Errorf("logagent checkpoints: %v\n%s", err, out)
+		}
+	})
+
 	// 2. More lines, and a stop while their batches wait for acknowledgement:
 	// the receiver holds its acks until the agent has begun its flush.
 	recv.HoldAcks()

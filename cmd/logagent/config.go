@@ -30,8 +30,12 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// MemoryLimitRatio sets the Go runtime's soft memory limit to this share
 	// of the container's memory limit (its cgroup's), unless GOMEMLIMIT is set.
-	MemoryLimitRatio float64   `yaml:"memory_limit_ratio"`
-	Log              LogConfig `yaml:"log"`
+	MemoryLimitRatio float64 `yaml:"memory_limit_ratio"`
+	// LivenessTimeout: /healthz fails when there is input not delivered,
+	// the output could take it, and nothing has moved for this long (0:
+	// never; liveness.go).
+	LivenessTimeout time.Duration `yaml:"liveness_timeout"`
+	Log             LogConfig     `yaml:"log"`
 	// WatchConfig reloads the configuration when its file changes; SIGHUP
 	// reloads it either way.
 	WatchConfig bool        `yaml:"watch_config"`
@@ -66,6 +70,7 @@ func defaultConfig() Config {
 		// collected harder as it nears it, which keeps the RSS near the pod's
 		// 64 MiB request on a busy node, at some CPU cost.
 		MemoryLimitRatio: 0.3,
+		LivenessTimeout:  5 * time.Minute,
 		Log:              LogConfig{Level: "info", Format: "json"},
 		WatchConfig:      true,
 		Debug:            DebugConfig{Pprof: false},
@@ -85,6 +90,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("listen: must not be empty"))
 	} else if err := checkListen(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen: %w", err))
+	}
+	if c.LivenessTimeout < 0 {
+		errs = append(errs, fmt.Errorf("liveness_timeout: must not be negative (0 turns the check off), not %s", c.LivenessTimeout))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_timeout: must be positive, not %s", c.ShutdownTimeout))

@@ -26,6 +26,8 @@ type node struct {
 	state string
 	cfg   string
 	tally *forwardtest.Tally
+	// listen is the agent's --listen, 127.0.0.1:0 (none known) if empty.
+	listen string
 
 	mu    sync.Mutex
 	recv  *forwardtest.Receiver
@@ -91,9 +93,13 @@ func (n *node) container(ns, pod, name string) string {
 
 func (n *node) start() {
 	n.t.Helper()
+	listen := n.listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
 	cmd := exec.Command(n.bin, "--config", n.cfg, "--output", "forward", "--forward", n.addr,
 		"--log-glob", filepath.Join(n.root, "containers", "*.log"), "--state-dir", n.state,
-		"--listen", "127.0.0.1:0", "--node-name", "node-a", "--enrich=false", "--log-level", "info")
+		"--listen", listen, "--node-name", "node-a", "--enrich=false", "--log-level", "info")
 	cmd.Stdout, cmd.Stderr = n.log, n.log
 	if err := cmd.Start(); err != nil {
 		n.t.Fatal(err)

@@ -4,6 +4,8 @@
 //
 //	logagent [run] [flags]        run the agent
 //	logagent check [flags]        check a configuration as run would, and exit
+//	logagent status [--addr host:port]   print a running agent's files and servers
+//	logagent checkpoints [--state-dir DIR] print the checkpoint file
 //	logagent demo                 run on generated sample logs, no cluster needed
 //	logagent schema               print the configuration file's JSON Schema
 //	logagent version              print the version
@@ -50,6 +52,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return runCmd(ctx, args, stdout, stderr)
 	case "check":
 		return checkCmd(args, stdout, stderr)
+	case "status":
+		return statusCmd(ctx, args, stdout, stderr, os.Getenv)
+	case "checkpoints":
+		return checkpointsCmd(args, stdout, stderr, os.Getenv)
 	case "demo":
 		return demoCmd(ctx, args, stdout, stderr)
 	case "schema":

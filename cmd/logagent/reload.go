@@ -19,28 +19,24 @@ import (
 // restartKeys are the settings that take effect only when the agent starts.
 // A reload leaves them at their running values, names them in one logged
 // error and sets logagent_config_pending_restart; everything else applies.
-// A key stands for itself and every key under it. The Helm chart rolls the
-// agents when one of these changes (its restart checksum,
-// templates/_helpers.tpl "logagent.restartConfig"): a test keeps the two
-// lists equal.
+// A key stands for itself and every key under it. The collector's are not
+// here: its Reconfigure names those it cannot change (collector.log_glob,
+// state_dir, log_roots, read_from, max_record_bytes, read_bytes).
 var restartKeys = []string{
 	"node_name",           // the pods enrich watches, and every record's host
 	"listen",              // the HTTP listener is bound once
 	"output",              // the pipeline's stages are built once
 	"log.format",          // every component holds a logger of that format
-	"collector",           // until the collector can be reconfigured (liveCollector): all of it
 	"enrich.enabled",      // the pipeline's stages are built once
 	"enrich.kubeconfig",   // the API client
 	"forward.require_ack", // chunks in flight were sent asking for an acknowledgement, or not
 }
 
 // liveCollector is what the collector offers to change its settings while it
-// runs (it does not yet: until then every changed collector key waits for a
-// restart). Its contract is the output's and enrich's: nil, everything was
-// applied; an error with a NotLiveKeys() []string method, applied but for
-// the keys it names ("collector.state_dir"); any other error, nothing
-// changed. With it, restartKeys' "collector" becomes the collector keys it
-// cannot change.
+// runs (collector.Reconfigure). Its contract is the output's and enrich's:
+// nil, everything was applied; an error with a NotLiveKeys() []string
+// method, applied but for the keys it names ("collector.state_dir"); any
+// other error, nothing changed.
 type liveCollector interface {
 	Reconfigure(collector.Config) error
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,9 +18,11 @@ import (
 // TestReloadUnderLoad: containers write numbered lines continuously while
 // the agent binary, configured from a ConfigMap-style volume, reloads six
 // times: on SIGHUP with nothing changed; the kubelet's ..data swap adding a
-// second Forward server; one removing the first (drained); one invalid (the
-// running configuration stays); one moving back to the first server with
-// other batching, a debug log level and a change that needs a restart; and
+// second Forward server; one removing the first (drained); one changing the
+// collector's limits live (a smaller buffer_bytes, other intervals and
+// timeouts, a multiline rule); one invalid (the running configuration
+// stays); one moving back to the first server with other batching, a debug
+// log level, a larger buffer_bytes and a change that needs a restart; and
 // SIGHUP again. Every line must arrive exactly once: zero lost, zero
 // duplicated.
 func TestReloadUnderLoad(t *testing.T) {
@@ -138,6 +141,17 @@ func TestReloadUnderLoad(t *testing.T) {
 	waitServed(recvB, 0)
 	reload("server B only: A drains", config([]string{recvB.Addr()}, "", "", ""), true)
 	waitServed(recvB, recvB.Records())
+	collectorLive := "  buffer_bytes: 2621440\n  poll_interval: 50ms\n  rescan_interval: 2s\n  checkpoint_interval: 100ms\n" +
+		"  partial_flush_timeout: 2s\n  rotate_wait: 1s\n  deleted_hold_bytes: 1048576\n" +
+		"  multiline:\n    select:\n      - namespaces: [other]\n        rule: java\n"
+	reload("collector limits, live", config([]string{recvB.Addr()}, "", collectorLive, ""), true)
+	var st configStatus
+	getJSON(t, base+"/debug/config", &st)
+	if len(st.PendingRestart) != 0 || st.LastReload == nil ||
+		!slices.Contains(st.LastReload.Applied, "collector.buffer_bytes") || !slices.Contains(st.LastReload.Applied, "collector.multiline.select") {
+		t.Errorf("collector reload: applied %v, pending restart %v", st.LastReload, st.PendingRestart)
+	}
+	waitServed(recvB, recvB.Records())
 	atA := recvA.Records()
 	reload("invalid: unknown key", config([]string{recvA.Addr()}, "", "", "  batch_size: 1\n"), false)
 	waitServed(recvB, recvB.Records())
@@ -145,7 +159,11 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Errorf("server A got records after the reload that removed it (%d, then %d)", atA, recvA.Records())
 	}
 	reload("back to A, other batching, debug log, a restart-only key",
-		config([]string{recvA.Addr()}, "log: {level: debug}\n", "  read_bytes: 65536\n", "  batch_bytes: 65536\n  gzip: true\n"), true)
+		config([]string{recvA.Addr()}, "log: {level: debug}\n", "  read_bytes: 65536\n  buffer_bytes: 8388608\n", "  batch_bytes: 65536\n  gzip: true\n"), true)
+	getJSON(t, base+"/debug/config", &st)
+	if !slices.Equal(st.PendingRestart, []string{"collector.read_bytes"}) || !slices.Contains(st.LastReload.Applied, "collector.buffer_bytes") {
+		t.Errorf("after the restart-only change: applied %v, pending restart %v", st.LastReload.Applied, st.PendingRestart)
+	}
 	waitServed(recvA, recvA.Records())
 	reload("SIGHUP again", "", true)
 	waitServed(recvA, recvA.Records())

@@ -44,6 +44,8 @@ type agent struct {
 	pprof      atomic.Bool // debug.pprof
 	watchFile  atomic.Bool // watch_config
 
+	live liveness // /healthz
+
 	// files is the collector's view of its files for /debug/files; nil
 	// until the collector provides one (debugfiles.go).
 	files func() []fileStatus
@@ -119,6 +121,7 @@ func newAgent(cfg *Config, log *slog.Logger, stdout io.Writer) (*agent, error) {
 		return nil, err
 	}
 	a.col = col
+	a.files = func() []fileStatus { return filesOf(col.Files()) }
 	return a, nil
 }
 

@@ -12,8 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// handler serves the agent's metrics and probes. /healthz answers while the
-// process is alive and holding its place; /readyz fails, with the reason,
+// handler serves the agent's metrics and probes. /healthz fails when the
+// pipeline is stuck (liveness.go): input not delivered, the output able to
+// take it, and nothing moved for liveness_timeout; /readyz fails, with the reason,
 // while a stage cannot do its job (no Forward server reachable, API server
 // unreachable). The /debug/ pages are JSON for `logagent status` and people:
 // /debug/servers the Forward servers' state (output.Status; no servers with
@@ -24,6 +25,10 @@ func (a *agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := a.alive(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {

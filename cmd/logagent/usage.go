@@ -10,6 +10,8 @@ import (
 var commands = []struct{ name, args, what string }{
 	{"run", "[flags]", "run the agent (the default: `logagent [flags]` is `logagent run [flags]`)"},
 	{"check", "[flags]", "check the configuration as run would (every key, address, TLS file, the kubeconfig), print every problem, exit non-zero on any"},
+	{"status", "[--addr host:port] [--namespace NS] [--pod PREFIX]", "print a running agent's files (read and acknowledged offsets, bytes behind, state) and Forward servers as tables (default address: the listen setting, on 127.0.0.1)"},
+	{"checkpoints", "[--state-dir DIR] [--namespace NS] [--pod PREFIX]", "print the checkpoint file (acknowledged offset of every file, against its size on disk); read-only, safe while the agent runs"},
 	{"demo", "", "write sample logs in the kubelet's layout, run the agent on them, print its counts (no cluster needed)"},
 	{"schema", "", "print the JSON Schema of the configuration file (for editors and CI)"},
 	{"version", "", "print the version (also --version)"},
