@@ -382,3 +382,32 @@ func TestSchemaEnumsMatchValidate(t *testing.T) {
 		t.Errorf("schema keys %v, decoder keys %v", inSchema, known)
 	}
 }
+
+// TestSizeKeys: keys counting bytes take a number or a size with a unit,
+// and a bad size is named by its key.
+func TestSizeKeys(t *testing.T) {
+	file := writeConfig(t, `
+node_name: n
+output: stdout
+enrich: {enabled: false}
+collector:
+  buffer_bytes: 8MiB
+  max_record_bytes: 524288
+forward:
+  queue_bytes: "4 MiB"
+  window_bytes: 2M
+`)
+	cfg, err := loadConfig("test", []string{"--config", file}, envMap(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Collector.BufferBytes != 8<<20 || cfg.Collector.MaxRecordBytes != 512<<10 || cfg.Forward.QueueBytes != 4<<20 || cfg.Forward.WindowBytes != 2e6 {
+		t.Errorf("buffer_bytes %d, max_record_bytes %d, queue_bytes %d, window_bytes %d; want 8MiB, 512KiB, 4MiB, 2MB",
+			cfg.Collector.BufferBytes, cfg.Collector.MaxRecordBytes, cfg.Forward.QueueBytes, cfg.Forward.WindowBytes)
+	}
+	bad := writeConfig(t, "node_name: n\noutput: stdout\nenrich: {enabled: false}\ncollector:\n  buffer_bytes: 4 parsecs\n")
+	_, err = loadConfig("test", []string{"--config", bad}, envMap(nil))
+	if err == nil || !strings.Contains(err.Error(), "collector.buffer_bytes (line 5)") || !strings.Contains(err.Error(), "4MiB") {
+		t.Errorf("buffer_bytes: 4 parsecs: %v, want an error naming collector.buffer_bytes and how to write a size", err)
+	}
+}

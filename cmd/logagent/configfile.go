@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/logagent/logagent/collector"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -109,6 +111,13 @@ func substituteEnv(n *yaml.Node, path string, getenv func(string) string, proble
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
+// isSizeKey reports whether the key at path counts bytes (its name ends in
+// _bytes and it holds a signed integer): such keys take sizes with a unit too.
+func isSizeKey(path string, t reflect.Type) bool {
+	k := t.Kind()
+	return strings.HasSuffix(lastKey(path), "_bytes") && t != durationType && k >= reflect.Int && k <= reflect.Int64
+}
+
 // decodeNode decodes n onto v (which holds the defaults), appending a
 // problem for every unknown key and every value of the wrong type.
 func decodeNode(n *yaml.Node, v reflect.Value, path string, problems *[]error) {
@@ -149,6 +158,14 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string, problems *[]error) {
 			decodeNode(item, list.Index(i), fmt.Sprintf("%s[%d]", path, i), problems)
 		}
 		v.Set(list)
+	case isSizeKey(path, v.Type()) && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str":
+		// "4MiB" for a key counting bytes, as collector.ByteSize reads it.
+		size, err := collector.ParseByteSize(n.Value)
+		if err != nil || int64(size) > math.MaxInt32 && v.Kind() == reflect.Int32 {
+			*problems = append(*problems, fileProblem{path, n.Line, "want " + typeName(v.Type()) + " of bytes or a size such as 4MiB, not " + describe(n, path)})
+			return
+		}
+		v.SetInt(int64(size))
 	default:
 		target := reflect.New(v.Type())
 		if err := n.Decode(target.Interface()); err != nil {

@@ -58,7 +58,7 @@ func schemaOf(t reflect.Type, path string) map[string]any {
 			s["required"] = req
 		}
 		return s
-	case t == byteSizeType:
+	case t == byteSizeType || isSizeKey(path, t):
 		// A number of bytes, or a size with its unit ("2MiB", "500KiB/s").
 		return map[string]any{"type": []string{"integer", "string"}}
 	case t.Kind() == reflect.Slice:
