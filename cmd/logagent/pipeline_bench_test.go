@@ -65,20 +65,26 @@ func BenchmarkPipeline(b *testing.B) {
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
 		deadline := time.Now().Add(10 * time.Minute)
 		for int64(tally.Records()) < records {
 			if time.Now().After(deadline) {
 				cmd.Process.Kill()
 				b.Fatalf("only %d of %d records acknowledged", tally.Records(), records)
 			}
-			time.Sleep(5 * time.Millisecond)
+			select {
+			case err := <-exited: // a configuration it refused, say: its stderr says why
+				b.Fatalf("the agent exited (%v) with %d of %d records acknowledged", err, tally.Records(), records)
+			case <-time.After(5 * time.Millisecond):
+			}
 		}
 		// The agent's own peak (VmHWM), read while it runs: wait4's
 		// ru_maxrss would also count this process's peak before the fork,
 		// as Linux carries it across exec.
 		maxRSS = max(maxRSS, procHWM(b, cmd.Process.Pid))
 		cmd.Process.Signal(syscall.SIGTERM)
-		if err := cmd.Wait(); err != nil {
+		if err := <-exited; err != nil {
 			b.Fatalf("agent: %v", err)
 		}
 		recv.Close()
