@@ -279,7 +279,7 @@ func TestEnvSubstitution(t *testing.T) {
 		{"a colon stays in the value", "forward: {self_hostname: '${COLON}'}", func(c *Config) bool { return c.Forward.SelfHostname == "a: b" }, ""},
 		{"escaped", "forward: {self_hostname: '$${GLOB}'}", func(c *Config) bool { return c.Forward.SelfHostname == "${GLOB}" }, ""},
 		{"unset", "collector:\n  state_dir: ${NOPE}\n", nil, "collector.state_dir (line 2): ${NOPE} is not set"},
-		{"a quoted value stays a string", "collector:\n  read_bytes: \"${BYTES}\"\n", nil, "collector.read_bytes (line 2): want a whole number"},
+		{"a quoted value stays a string", "collector:\n  multiline:\n    max_lines: \"${BYTES}\"\n", nil, "collector.multiline.max_lines (line 3): want a whole number"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := loadConfig("test", []string{"--enrich=false", "--config", writeConfig(t, tc.file+"\n")}, envMap(env))

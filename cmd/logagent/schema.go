@@ -44,6 +44,10 @@ func configSchema() map[string]any {
 
 var byteSizeType = reflect.TypeOf(collector.ByteSize(0))
 
+// sizePattern is what collector.ParseByteSize reads (a string's pattern: a
+// number is a number of bytes).
+const sizePattern = `^\s*[0-9]+(\.[0-9]+)?\s*(B|k|K|kB|KB|M|MB|G|GB|Ki|KiB|Mi|MiB|Gi|GiB)?(/s)?\s*$`
+
 func schemaOf(t reflect.Type, path string) map[string]any {
 	switch {
 	case t == durationType:
@@ -60,7 +64,7 @@ func schemaOf(t reflect.Type, path string) map[string]any {
 		return s
 	case t == byteSizeType || isSizeKey(path, t):
 		// A number of bytes, or a size with its unit ("2MiB", "500KiB/s").
-		return map[string]any{"type": []string{"integer", "string"}}
+		return map[string]any{"type": []string{"integer", "string"}, "pattern": sizePattern}
 	case t.Kind() == reflect.Slice:
 		return map[string]any{"type": "array", "items": schemaOf(t.Elem(), path+"[]")}
 	case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String:
