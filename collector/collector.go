@@ -30,6 +30,7 @@ type Collector struct {
 	budget *budget
 	pools  *pools
 	roots  logRoots
+	pol    *policies // multiline rules and rate limits (policyread.go)
 
 	mu     sync.Mutex
 	byDir  map[string][]*file // every file known, by container log directory
@@ -99,8 +100,14 @@ func New(cfg Config, sink Sink, reg prometheus.Registerer, log *slog.Logger) (*C
 	if len(roots) == 0 {
 		roots = defaultLogRoots(cfg.LogGlob)
 	}
+	pol, err := NewPolicies(cfg)
+	if err != nil {
+		lock.unlock()
+		return nil, err
+	}
 	m := newMetrics(reg)
 	return &Collector{
+		pol:            newPolicyRuntime(pol, reg),
 		cfg: cfg, sink: sink, log: log, m: m, lock: lock,
 		store:          newCheckpointStore(cfg.StateDir),
 		budget:         newBudget(int64(cfg.BufferBytes), m.bufferUsed),
