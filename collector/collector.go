@@ -107,7 +107,7 @@ func New(cfg Config, sink Sink, reg prometheus.Registerer, log *slog.Logger) (*C
 	}
 	m := newMetrics(reg)
 	return &Collector{
-		pol:            newPolicyRuntime(pol, reg),
+		pol: newPolicyRuntime(pol, reg),
 		cfg: cfg, sink: sink, log: log, m: m, lock: lock,
 		store:          newCheckpointStore(cfg.StateDir),
 		budget:         newBudget(int64(cfg.BufferBytes), m.bufferUsed),
