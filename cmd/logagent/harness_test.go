@@ -26,6 +26,10 @@ type node struct {
 	state string
 	cfg   string
 	tally *forwardtest.Tally
+	// listen is the agent's --listen address (default: any free port);
+	// args are more flags (--enrich, --kubeconfig).
+	listen string
+	args   []string
 
 	mu    sync.Mutex
 	recv  *forwardtest.Receiver
@@ -91,9 +95,14 @@ func (n *node) container(ns, pod, name string) string {
 
 func (n *node) start() {
 	n.t.Helper()
-	cmd := exec.Command(n.bin, "--config", n.cfg, "--output", "forward", "--forward", n.addr,
+	listen := n.listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	args := []string{"--config", n.cfg, "--output", "forward", "--forward", n.addr,
 		"--log-glob", filepath.Join(n.root, "containers", "*.log"), "--state-dir", n.state,
-		"--listen", "127.0.0.1:0", "--node-name", "node-a", "--enrich=false", "--log-level", "info")
+		"--listen", listen, "--node-name", "node-a", "--enrich=false", "--log-level", "info"}
+	cmd := exec.Command(n.bin, append(args, n.args...)...)
 	cmd.Stdout, cmd.Stderr = n.log, n.log
 	if err := cmd.Start(); err != nil {
 		n.t.Fatal(err)
