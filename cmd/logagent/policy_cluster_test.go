@@ -131,7 +131,7 @@ func TestPolicyByAnnotations(t *testing.T) {
 	if n.tally.Count(joined) != 1 {
 		t.Errorf("the trace open at the kill arrived %d times whole, want once", n.tally.Count(joined))
 	}
-	if got := n.tally.Count(lines[0][strings.Index(lines[0], "java."):len(lines[0])-1]); got != 0 {
+	if got := n.tally.Count(lines[0][strings.Index(lines[0], "java.") : len(lines[0])-1]); got != 0 {
 		t.Errorf("its first line arrived %d times alone: the trace was split", got)
 	}
 	waitUntil(t, "every spam line", func() bool { return n.tally.Count(seqLine("spam", 7999)) >= 1 })
