@@ -99,7 +99,7 @@ func benchMultilineData(n int, kind string) ([]byte, int) {
 }
 
 // BenchmarkMultiline decodes a container's log with the collector's decoder
-// and joins its records, as the read loop will, against decoding alone on
+// and joins its records, as the read loop does, against decoding alone on
 // the same data ("none"). Reported per record: ns, and records per
 // CPU-second of the process. The bound: joining costs at most 20 %
 // more CPU per record than the same data without rules.
