@@ -10,7 +10,7 @@ import "bytes"
 // rules' real traces and on generated lines); a custom rule with the same
 // pattern gets it too.
 var fastMatchers = map[string]func([]byte) bool{
-	`^goroutine \d+ .*\]:$`: matchGoroutineHeader,
+	`^goroutine \d+ .*\]:$`:                                   matchGoroutineHeader,
 	`^[\w.\-/]*(?:\(\*?[\w.\-\[\]]+\)\.)?[\w.\-\[\]]+\(.*\)$`: matchGoCall,
 	`^[\t ]*\.\.\. \d+ (?:more|common frames omitted)$`:       matchJavaMore,
 }
