@@ -266,3 +266,39 @@ func fileReadOf(c *Collector, path string) int64 {
 	})
 	return n
 }
+
+// TestMultilineGroupEndsWithItsFile: the kubelet rotates the file in the
+// middle of a trace. The group does not span the two files: the rotated
+// file's part goes out, joined, when that file is drained, and the new
+// file's lines are joined on their own; nothing is lost, and both files'
+// checkpoints reach their ends.
+func TestMultilineGroupEndsWithItsFile(t *testing.T) {
+	n := newNode(t)
+	live := n.container("shop", "api-1", "app")
+	cfg := n.config()
+	cfg.Multiline.Select = []MultilineSelect{{Rule: "java"}}
+	cfg.Multiline.FlushTimeout = time.Minute
+	msgs := []string{"java.lang.IllegalStateException: rotated", "\tat a.B.f(B.java:1)", "\tat a.B.g(B.java:2)", "\tat a.B.h(B.java:3)"}
+	appendFile(t, live, criText("stdout", msgs[:2]...))
+	sink := newCapture()
+	run := start(t, cfg, sink)
+	waitFor(t, "the trace's first lines read", func() bool { return fileReadOf(run.c, live) == fileSize(t, live) })
+	rotated := rotate(t, live, "20261127-080000")
+	appendFile(t, live, criText("stdout", append(msgs[2:], "after")...))
+	first, rest := strings.Join(msgs[:2], "\n"), strings.Join(msgs[2:], "\n")
+	waitFor(t, "both parts", func() bool { return sink.count(first) == 1 && sink.count("after") == 1 })
+	// The new file's frames continue no group of their own: they go alone.
+	for _, m := range msgs[2:] {
+		if sink.count(m) != 1 {
+			t.Errorf("%q arrived %d times, want once, alone", m, sink.count(m))
+		}
+	}
+	if sink.count(rest) != 0 {
+		t.Error("the new file's frames were joined as if they continued a group")
+	}
+	waitFor(t, "both checkpoints at their ends", func() bool {
+		a, _ := fileOffset(run.c, rotated)
+		b, _ := fileOffset(run.c, live)
+		return a == fileSize(t, rotated) && b == fileSize(t, live)
+	})
+}
