@@ -302,3 +302,98 @@ func TestMultilineGroupEndsWithItsFile(t *testing.T) {
 		return a == fileSize(t, rotated) && b == fileSize(t, live)
 	})
 }
+
+// TestMultilineUnderMemoryPressure: a buffer of 12 KiB, batches
+// acknowledged slowly, traces with partial lines in them: readers wait for
+// memory, give back what they join and read it again, and the joiner's
+// groups outlive the read buffers they came from. Every record arrives
+// exactly once, as reading the file in one go with the same bounds gives it.
+func TestMultilineUnderMemoryPressure(t *testing.T) {
+	n := newNode(t)
+	live := n.container("shop", "api-1", "app")
+	cfg := n.config()
+	cfg.MaxRecordBytes, cfg.ReadBytes = 4096, 4096
+	cfg.BufferBytes = 2*cfg.MaxRecordBytes + cfg.ReadBytes
+	cfg.Multiline.Select = []MultilineSelect{{Rule: "java"}}
+	cfg.Multiline.MaxBytes = 4096
+	cfg.Multiline.FlushTimeout = 50 * time.Millisecond
+	var text strings.Builder
+	frame := strings.Repeat("y", 1200)
+	for i := range 300 {
+		text.WriteString(criText("stdout", fmt.Sprintf("plain %d", i)))
+		if i%3 == 0 {
+			lines, _ := javaTrace(i)
+			text.WriteString(criText("stdout", lines...))
+			// A long frame in pieces, and more frames: some groups
+			// reach max_bytes.
+			text.WriteString(criText("stdout", "P:\tat long."+frame, "P:"+frame, frame))
+			for k := range i % 7 {
+				text.WriteString(criText("stdout", fmt.Sprintf("\tat f%d.%s", k, frame)))
+			}
+			text.WriteString(criText("stderr", fmt.Sprintf("err %d", i)))
+		}
+	}
+	data := text.String()
+	appendFile(t, live, data)
+
+	// What reading it in one go gives.
+	want := map[string]int{}
+	d := newDecoder(cfg.MaxRecordBytes, nil)
+	p, err := NewPolicies(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := NewJoiner(p.Select("shop", "app", nil), p.Limits(), nil)
+	add := func(r Record) { want[string(r.Log)]++ }
+	for pos := 0; pos < len(data); {
+		i := strings.IndexByte(data[pos:], '\n')
+		d.decode([]byte(data[pos:pos+i]), int64(pos), func(r Record) { j.Add(r, d.emitAt, add) })
+		pos += i + 1
+	}
+	d.flush(func(r Record) { j.Add(r, d.emitAt, add) })
+	j.Flush(add)
+	total := 0
+	for _, c := range want {
+		total += c
+	}
+
+	sink := newCapture()
+	sink.setHold(true)
+	run := start(t, cfg, sink)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(3 * time.Millisecond):
+				sink.release(1)
+			}
+		}
+	}()
+	waitFor(t, "every record", func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		return len(sink.order) >= total
+	})
+	waitFor(t, "the checkpoint at the end", func() bool {
+		off, _ := fileOffset(run.c, live)
+		return off == int64(len(data))
+	})
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for r, c := range want {
+		if sink.counts[r] != c {
+			t.Errorf("%.60q arrived %d times, want %d", r, sink.counts[r], c)
+		}
+	}
+	if len(sink.order) != total {
+		t.Errorf("%d records, want %d", len(sink.order), total)
+	}
+	stalls := testutil.ToFloat64(run.c.m.memoryStalls)
+	if stalls == 0 {
+		t.Error("no reader gave back what it was joining: the test does not exercise it")
+	}
+	t.Logf("%d records, %d bytes, %v memory stalls", total, len(data), stalls)
+}
