@@ -187,43 +187,54 @@ func (s *switchSource) set(p Policy) {
 	<-s.mu
 }
 
-// TestRateLimitSlowsReading: a container limited to 64 KiB/s with 512 KiB
+// TestRateLimitSlowsReading: a container limited to 64 KiB/s with ~0.6 MB
 // on disk is read at that pace (bytes read never ahead of burst + rate ×
 // time, with a read's worth of slack), every line arrives, the namespace's
-// throttle series show the wait, and they go once the limit is lifted.
+// throttle series show the wait, and they go once the limit is lifted. With
+// a burst smaller than a read, a read waits for several bursts' worth: it
+// is never cut short (a line longer than the burst would never be read).
 func TestRateLimitSlowsReading(t *testing.T) {
-	n := newNode(t)
-	live := n.container("loud", "spam-1", "app")
-	cfg := n.config()
-	cfg.ReadBytes = 16 << 10
-	const rate, burst = 64 << 10, 16 << 10
-	appendFile(t, live, numberedLines("spam", 0, 12000)) // ~0.6 MB
-	size := fileSize(t, live)
-	src := newSwitchSource(Policy{RateLimit: RateLimit{BytesPerSecond: rate, Burst: burst}})
-	sink := newCapture()
-	run := startWithSource(t, cfg, sink, src)
-	began := time.Now()
-	for {
-		read := fileReadOf(run.c, live)
-		if el := time.Since(began).Seconds(); read > int64(burst+cfg.ReadBytes)+int64(rate*el)+int64(cfg.ReadBytes) {
-			t.Fatalf("%d bytes read after %.2fs: more than the limit allows", read, el)
-		}
-		if read >= size/2 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	for _, tc := range []struct {
+		name              string
+		rate, burst, read int
+	}{
+		{"burst as large as a read", 64 << 10, 16 << 10, 16 << 10},
+		{"burst smaller than a read", 128 << 10, 4 << 10, 64 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t)
+			live := n.container("loud", "spam-1", "app")
+			cfg := n.config()
+			cfg.ReadBytes = tc.read
+			appendFile(t, live, numberedLines("spam", 0, 12000)) // ~0.6 MB
+			size := fileSize(t, live)
+			src := newSwitchSource(Policy{RateLimit: RateLimit{BytesPerSecond: int64(tc.rate), Burst: int64(tc.burst)}})
+			sink := newCapture()
+			run := startWithSource(t, cfg, sink, src)
+			began := time.Now()
+			for {
+				read := fileReadOf(run.c, live)
+				if el := time.Since(began).Seconds(); read > int64(tc.burst+2*tc.read)+int64(float64(tc.rate)*el) {
+					t.Fatalf("%d bytes read after %.2fs: more than the limit allows", read, el)
+				}
+				if read >= size/3 {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			waited := testutil.ToFloat64(run.c.pol.throttles.m.waited.WithLabelValues("loud"))
+			if waited <= 0 {
+				t.Errorf("rate_limit_wait_seconds_total{namespace=loud} = %v after a third of the file", waited)
+			}
+			// Lifted: the rest is read at once, and the series go.
+			src.set(Policy{})
+			waitFor(t, "every line", func() bool { return sink.distinct() == 12000 })
+			sink.expectLines(t, "spam", 0, 12000)
+			waitFor(t, "the series deleted", func() bool {
+				return testutil.CollectAndCount(run.c.pol.throttles.m.waited) == 0 && testutil.CollectAndCount(run.c.pol.throttles.m.behind) == 0
+			})
+		})
 	}
-	waited := testutil.ToFloat64(run.c.pol.throttles.m.waited.WithLabelValues("loud"))
-	if waited <= 0 {
-		t.Errorf("rate_limit_wait_seconds_total{namespace=loud} = %v after half the file", waited)
-	}
-	// Lifted: the rest is read at once, and the series go.
-	src.set(Policy{})
-	waitFor(t, "every line", func() bool { return sink.distinct() == 12000 })
-	sink.expectLines(t, "spam", 0, 12000)
-	waitFor(t, "the series deleted", func() bool {
-		return testutil.CollectAndCount(run.c.pol.throttles.m.waited) == 0 && testutil.CollectAndCount(run.c.pol.throttles.m.behind) == 0
-	})
 }
 
 // startWithSource runs a collector whose policies come from src.
