@@ -51,6 +51,7 @@ func BenchmarkTailParse(b *testing.B) {
 		cpu += cpuTime() - before
 		cancel()
 		<-done
+		c.Close() // the checkpoint saver stops before the state directory goes
 		if got.Load() != records {
 			b.Fatalf("got %d records, want %d", got.Load(), records)
 		}

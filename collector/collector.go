@@ -2,6 +2,36 @@
 // rotation, parses the runtime's format, and hands records on in batches,
 // remembering for each file the offset up to which everything was
 // acknowledged downstream.
+//
+// Per-container policies (policy.go, policyread.go): a multiline rule joins
+// a stack trace's lines into one record, and a rate limit slows the reading
+// of a noisy container. Both act in the read loop, before a batch is cut,
+// for the checkpoint's sake: a file's checkpoint never moves past a record
+// not yet sent whole, so it stays at the first line of a group still open
+// (min of what was consumed, the oldest partial line being joined, and the
+// joiner's OpenStart), and a restart in the middle of a stack trace reads
+// the trace again, whole. Joining after the collector, on batches already
+// cut and acknowledged in pieces, could not keep that promise. Rate
+// limiting too belongs to the reader: it waits before reading (the file on
+// disk is the buffer) rather than dropping what was read.
+//
+// Which rule and which limit apply depends on the pod: its annotations
+// (logagent.io/multiline, logagent.io/rate-limit), its labels, its
+// namespace's annotations. The collector knows only the path (namespace,
+// pod, container); enrich has the pod metadata. So the policy flows against
+// the records: the collector asks a PolicySource (SetPolicySource: the
+// Enricher, set by cmd/logagent; without enrich, the configuration's
+// Policies) when a reader first reads a file, and again every second. A
+// file is often adopted before the informer has delivered its pod (a new
+// pod's first lines, or every file at a restart while the informer lists):
+// its answer is then Provisional, and the reader waits for a final one
+// before its first read, a short, bounded wait (at most 10 s here; enrich
+// stops calling it provisional after its miss_wait, 1 s by default), so that
+// the first stack trace of a new pod, or the one a restart resumes in the
+// middle of, is joined by the rule its annotations name. The wait costs
+// little: enrich would hold the pod's first batch for as long anyway. A
+// policy that changes later applies its rate limit at once and its rule
+// from the next line that opens no group.
 package collector
 
 import (
@@ -30,6 +60,7 @@ type Collector struct {
 	budget *budget
 	pools  *pools
 	roots  logRoots
+	pol    *policies // multiline rules and rate limits (policyread.go)
 
 	mu     sync.Mutex
 	byDir  map[string][]*file // every file known, by container log directory
@@ -65,7 +96,6 @@ type Collector struct {
 	// Reconfigure (reconfigure.go): the settings as they are now, the
 	// policies compiled from them, and the loops told of new intervals.
 	liveCfg      atomic.Pointer[Config]
-	livePolicies atomic.Pointer[Policies]
 	reconfMu     sync.Mutex
 	rescanReset  chan struct{}
 	saveReset    chan struct{}
@@ -107,8 +137,14 @@ func New(cfg Config, sink Sink, reg prometheus.Registerer, log *slog.Logger) (*C
 	if len(roots) == 0 {
 		roots = defaultLogRoots(cfg.LogGlob)
 	}
+	pol, err := NewPolicies(cfg)
+	if err != nil {
+		lock.unlock()
+		return nil, err
+	}
 	m := newMetrics(reg)
 	c := &Collector{
+		pol: newPolicyRuntime(pol, reg),
 		cfg: cfg, sink: sink, log: log, m: m, lock: lock,
 		store:          newCheckpointStore(cfg.StateDir),
 		budget:         newBudget(int64(cfg.BufferBytes), m.bufferUsed),

@@ -85,6 +85,12 @@ type decoder struct {
 	// once, rather than grown piece by piece.
 	readEnd int64
 
+	// lineStart is the file offset of the line being decoded; emitAt, while
+	// emit runs, that of the first line of the record being emitted (its
+	// first piece's, for one joined from partial lines): a multiline joiner
+	// holds the checkpoint there while the record is in an open group.
+	lineStart, emitAt int64
+
 	// arena holds decoded (unescaped) Docker messages of single-line records,
 	// many per allocation. Bytes handed out are never written again; a block
 	// is simply abandoned when full and freed once its records are.
@@ -126,6 +132,7 @@ func (d *decoder) decode(line []byte, start int64, emit func(Record)) {
 	if start < d.replayEnd && !d.replayed(line, start) {
 		return
 	}
+	d.lineStart = start
 	if d.fmt == FormatUnknown {
 		d.fmt = detectFormat(line)
 	}
@@ -168,7 +175,7 @@ func (d *decoder) flush(emit func(Record)) {
 			return
 		}
 		p := &d.pend[i]
-		d.emitJoined(Stream(i), p.time, p.buf, p.pieces, emit)
+		d.emitJoined(Stream(i), p.time, p.start, p.buf, p.pieces, emit)
 		*p = pending{}
 	}
 }
@@ -338,7 +345,7 @@ func (d *decoder) flushStale(cutoff int64, emit func(Record)) (n int) {
 			return n
 		}
 		p := &d.pend[i]
-		d.emitJoined(Stream(i), p.time, p.buf, p.pieces, emit)
+		d.emitJoined(Stream(i), p.time, p.start, p.buf, p.pieces, emit)
 		*p = pending{}
 		n++
 	}
@@ -368,31 +375,33 @@ func (d *decoder) malformed(line []byte, emit func(Record)) {
 	if !d.haveTime {
 		t = time.Now().UnixNano()
 	}
-	d.emitChunks(Stdout, t, line, 1, emit)
+	d.emitChunks(Stdout, t, d.lineStart, line, 1, emit)
 }
 
 // emitFull emits a complete single-line message (zero-copy).
 func (d *decoder) emitFull(s Stream, t int64, msg []byte, emit func(Record)) {
-	d.emitChunks(s, t, trimCR(msg), 1, emit)
+	d.emitChunks(s, t, d.lineStart, trimCR(msg), 1, emit)
 }
 
 // emitChunks emits msg as one record, or cut into maxRecord-sized records if
 // it is longer. The chunks share msg's memory; pieces counts the lines msg was
 // joined from (for partialJoins, counted once, on its first record).
-func (d *decoder) emitChunks(s Stream, t int64, msg []byte, pieces int, emit func(Record)) {
+func (d *decoder) emitChunks(s Stream, t, start int64, msg []byte, pieces int, emit func(Record)) {
 	for len(msg) > d.maxRecord {
-		d.emitJoined(s, t, msg[:d.maxRecord], pieces, emit)
+		d.emitJoined(s, t, start, msg[:d.maxRecord], pieces, emit)
 		d.m.recordsSplit.Inc()
 		msg, pieces = msg[d.maxRecord:], 1
 	}
-	d.emitJoined(s, t, msg, pieces, emit)
+	d.emitJoined(s, t, start, msg, pieces, emit)
 }
 
-// emitJoined emits one record of at most maxRecord bytes.
-func (d *decoder) emitJoined(s Stream, t int64, msg []byte, pieces int, emit func(Record)) {
+// emitJoined emits one record of at most maxRecord bytes, whose first line
+// starts at file offset start.
+func (d *decoder) emitJoined(s Stream, t, start int64, msg []byte, pieces int, emit func(Record)) {
 	if pieces > 1 {
 		d.m.partialJoins.Inc()
 	}
+	d.emitAt = start
 	emit(Record{Time: t, Stream: s, Log: msg[:len(msg):len(msg)]})
 }
 
@@ -430,20 +439,20 @@ func (d *decoder) endPiece(p *pending, s Stream, prev int, t, start int64, final
 	p.pieces++
 	if len(p.buf) > d.maxRecord {
 		if prev > 0 {
-			d.emitJoined(s, p.time, p.buf[:prev], p.pieces-1, emit)
+			d.emitJoined(s, p.time, p.start, p.buf[:prev], p.pieces-1, emit)
 			d.m.recordsSplit.Inc()
 			p.buf = p.buf[prev:]
 			p.pieces, p.start, p.time = 1, start, t
 		}
 		for len(p.buf) > d.maxRecord {
-			d.emitJoined(s, p.time, p.buf[:d.maxRecord], p.pieces, emit)
+			d.emitJoined(s, p.time, p.start, p.buf[:d.maxRecord], p.pieces, emit)
 			d.m.recordsSplit.Inc()
 			p.buf = p.buf[d.maxRecord:]
 			p.pieces, p.start, p.time = 1, start, t
 		}
 	}
 	if final {
-		d.emitJoined(s, p.time, p.buf, p.pieces, emit)
+		d.emitJoined(s, p.time, p.start, p.buf, p.pieces, emit)
 		*p = pending{}
 	}
 }

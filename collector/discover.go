@@ -386,7 +386,7 @@ func (c *Collector) runReader(ctx context.Context, r *reader) {
 	end := r.run(ctx)
 	from := r.off
 	if end != endDrained {
-		from = r.dec.stall(r.off) // the next reader starts fresh
+		from = r.resumeFrom() // the next reader starts fresh, at the oldest record held
 	}
 	r.close()
 	f := r.f

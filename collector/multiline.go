@@ -43,6 +43,10 @@ type Joiner struct {
 	m      *multilineMetrics
 	joined prometheus.Counter // groups of this rule
 	groups [2]mlGroup         // by Stream
+	// alloc, if set, counts the bytes the joiner allocates (joined
+	// messages, copies of held lines): the read loop charges them to the
+	// memory budget as it does the decoder's.
+	alloc *int64
 }
 
 // mlGroup is one stream's open group.
@@ -50,6 +54,7 @@ type mlGroup struct {
 	open  bool
 	state int
 	first Record // the first line, as it came (emitted as it is if alone)
+	owned bool   // first.Log is the joiner's own copy (Own)
 	start int64  // file offset of the first line's record
 	buf   []byte // the joined message, once a second line joined (owned)
 	lines int
@@ -65,6 +70,7 @@ type mlGroup struct {
 type heldLine struct {
 	rec   Record
 	start int64
+	owned bool
 }
 
 // NewJoiner returns a joiner for one file by rule. m may be nil (tests).
@@ -107,7 +113,7 @@ func (j *Joiner) Add(r Record, start int64, emit func(Record)) {
 	case j.rule.states[next].tentative:
 		g.state = next
 		g.fresh = true
-		g.held = append(g.held, heldLine{r, start})
+		g.held = append(g.held, heldLine{rec: r, start: start})
 		if len(g.held) > maxTentative {
 			j.close(g, emit, "")
 		}
@@ -154,7 +160,13 @@ func (j *Joiner) join(g *mlGroup, r Record, start int64, emit func(Record)) {
 	}
 	if g.lines == 1 {
 		g.buf = make([]byte, 0, min(max(4*(len(g.first.Log)+len(r.Log)+1), 512), j.lim.MaxBytes))
+		j.count(cap(g.buf))
 		g.buf = append(g.buf, g.first.Log...)
+	}
+	if need := len(g.buf) + 1 + len(r.Log); need > cap(g.buf) {
+		c := min(max(2*cap(g.buf), need), max(j.lim.MaxBytes, need))
+		j.count(c)
+		g.buf = append(make([]byte, 0, c), g.buf...)
 	}
 	g.buf = append(g.buf, '\n')
 	g.buf = append(g.buf, r.Log...)
@@ -260,3 +272,88 @@ const (
 	cutMaxBytes = "max_bytes"
 	cutTimeout  = "timeout"
 )
+
+// count adds n allocated bytes to the read loop's count.
+func (j *Joiner) count(n int) {
+	if j.alloc != nil {
+		*j.alloc += int64(n)
+	}
+}
+
+// Own copies the lines the open groups hold that still point into the
+// caller's buffer (a group's lone first line, lines held tentatively): the
+// read loop calls it before the buffer may be reused, since a group outlives
+// the read that opened it. Joined messages are the joiner's already.
+func (j *Joiner) Own() {
+	for i := range j.groups {
+		g := &j.groups[i]
+		if !g.open {
+			continue
+		}
+		if g.lines == 1 && !g.owned {
+			g.first.Log = j.copyLine(g.first.Log)
+			g.owned = true
+		}
+		for k := range g.held {
+			if h := &g.held[k]; !h.owned {
+				h.rec.Log = j.copyLine(h.rec.Log)
+				h.owned = true
+			}
+		}
+	}
+}
+
+func (j *Joiner) copyLine(b []byte) []byte {
+	if len(b) == 0 {
+		return b
+	}
+	j.count(len(b))
+	c := make([]byte, len(b))
+	copy(c, b)
+	return c
+}
+
+// Held is the memory the open groups hold: joined messages and owned copies.
+func (j *Joiner) Held() int64 {
+	var n int64
+	for i := range j.groups {
+		g := &j.groups[i]
+		if !g.open {
+			continue
+		}
+		if g.lines > 1 {
+			n += int64(cap(g.buf))
+		} else if g.owned {
+			n += int64(len(g.first.Log))
+		}
+		for k := range g.held {
+			if g.held[k].owned {
+				n += int64(len(g.held[k].rec.Log))
+			}
+		}
+	}
+	return n
+}
+
+// MaxGrowth bounds what adding a record of n bytes may allocate: a joined
+// message grown to take it, and a copy of it held in an open group.
+func (j *Joiner) MaxGrowth(n int) int64 {
+	worst := n
+	for i := range j.groups {
+		g := &j.groups[i]
+		if !g.open {
+			continue
+		}
+		size := len(g.first.Log)
+		if g.lines > 1 {
+			size = len(g.buf)
+		}
+		if need := size + 1 + n; need > cap(g.buf) {
+			worst = max(worst, 2*need+n)
+		}
+	}
+	return int64(worst)
+}
+
+// Open reports whether a group is open.
+func (j *Joiner) Open() bool { return j.groups[0].open || j.groups[1].open }

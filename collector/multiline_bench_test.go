@@ -2,9 +2,12 @@ package collector
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +99,7 @@ func benchMultilineData(n int, kind string) ([]byte, int) {
 }
 
 // BenchmarkMultiline decodes a container's log with the collector's decoder
-// and joins its records, as the read loop will, against decoding alone on
+// and joins its records, as the read loop does, against decoding alone on
 // the same data ("none"). Reported per record: ns, and records per
 // CPU-second of the process. The bound: joining costs at most 20 %
 // more CPU per record than the same data without rules.
@@ -200,5 +203,82 @@ func BenchmarkMultilineStartState(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(lines)), "ns/line")
 		})
+	}
+}
+
+// BenchmarkMultilineTail is the cost of joining in the read loop, the
+// collector as it runs (discovery, tailing, decoding, joining, batching into
+// a sink that acknowledges at once): 20 containers of the benchmark's data
+// (one line in ten in a trace), without rules ("none") and with the rule of
+// the traces. Reported: CPU-nanoseconds of the process per record read (a
+// record the runtime wrote, before joining), so both figures count the same
+// work; the bound is +20 %.
+//
+//	go test -run '^$' -bench MultilineTail -count 6 ./collector/
+func BenchmarkMultilineTail(b *testing.B) {
+	const files, perFile = 20, 20000
+	for _, kind := range []string{"java", "python", "go"} {
+		data, n := benchMultilineData(perFile, kind)
+		for _, rule := range []string{"none", kind} {
+			b.Run(kind+"/"+rule, func(b *testing.B) {
+				root := b.TempDir()
+				var paths []string
+				for i := range files {
+					dir := filepath.Join(root, "pods", fmt.Sprintf("ns_pod%d_uid%d", i, i), "app")
+					if err := os.MkdirAll(dir, 0o755); err != nil {
+						b.Fatal(err)
+					}
+					live := filepath.Join(dir, "0.log")
+					if err := os.WriteFile(live, data, 0o644); err != nil {
+						b.Fatal(err)
+					}
+					if err := os.MkdirAll(filepath.Join(root, "containers"), 0o755); err != nil {
+						b.Fatal(err)
+					}
+					if err := os.Symlink(live, filepath.Join(root, "containers", fmt.Sprintf("pod%d_ns_app-%064x.log", i, i))); err != nil {
+						b.Fatal(err)
+					}
+					paths = append(paths, live)
+				}
+				b.SetBytes(int64(files * len(data)))
+				b.ReportAllocs()
+				var cpu time.Duration
+				for b.Loop() {
+					cfg := DefaultConfig()
+					cfg.LogGlob = filepath.Join(root, "containers", "*.log")
+					cfg.StateDir = b.TempDir()
+					cfg.PollInterval = 10 * time.Millisecond
+					cfg.Multiline.FlushTimeout = 10 * time.Millisecond // the last trace of a file
+					if rule != "none" {
+						cfg.Multiline.Select = []MultilineSelect{{Rule: rule}}
+					}
+					c, err := New(cfg, SinkFunc(func(_ context.Context, bt *Batch) error {
+						bt.Ack()
+						return nil
+					}), nil, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					ctx, cancel := context.WithCancel(context.Background())
+					done := make(chan struct{})
+					before := cpuTime()
+					go func() { defer close(done); c.Run(ctx) }()
+					for _, p := range paths {
+						for {
+							if off, ok := fileOffset(c, p); ok && off == int64(len(data)) {
+								break
+							}
+							time.Sleep(time.Millisecond)
+						}
+					}
+					cpu += cpuTime() - before
+					cancel()
+					<-done
+					c.Close()
+				}
+				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*files*n), "cpu-ns/record")
+				b.ReportMetric(0, "ns/op")
+			})
+		}
 	}
 }

@@ -10,31 +10,15 @@ import (
 )
 
 // decodeStarts decodes one line as decoder.decode does and gives each record
-// the file offset of its first line, which the joiner needs: a record
-// completing a partial one starts where its first piece did. (The read loop
-// will get this from the decoder itself; see the wiring plan.)
+// the file offset of its first line, which the joiner needs (a record
+// completing a partial one starts where its first piece did): the
+// decoder's emitAt, as the read loop uses it.
 func decodeStarts(d *decoder, line []byte, start int64, emit func(Record, int64)) {
-	var pend [2]struct {
-		active bool
-		start  int64
-	}
-	for i := range d.pend {
-		pend[i].active, pend[i].start = d.pend[i].active, d.pend[i].start
-	}
-	first := [2]bool{true, true}
-	d.decode(line, start, func(r Record) {
-		s := r.Stream & 1
-		at := start
-		if first[s] && pend[s].active {
-			at = pend[s].start
-		}
-		first[s] = false
-		emit(r, at)
-	})
+	d.decode(line, start, func(r Record) { emit(r, d.emitAt) })
 }
 
 // tailSim reads a file the way the tailer does, in chunks, and applies the
-// checkpoint rule the read loop will: a batch ends at the consumed offset,
+// checkpoint rule the read loop does (reader.safeOffset): a batch ends at the consumed offset,
 // or before it at the oldest partial line the decoder holds, or the oldest
 // group the joiner holds. Every batch is acknowledged at once, so the
 // checkpoint is the last batch's end.

@@ -45,6 +45,10 @@ type lineMatcher struct {
 
 	// needles: every match contains one of these (nil: unknown).
 	needles [][]byte
+
+	// fast, if set, is the pattern written by hand (fastMatchers), used
+	// instead of the regular expression once the checks above pass.
+	fast func([]byte) bool
 }
 
 type leadGroup struct {
@@ -97,6 +101,9 @@ func (m *lineMatcher) matchRaw(line []byte) bool {
 	}
 	if m.needles != nil && !slices.ContainsFunc(m.needles, func(n []byte) bool { return bytes.Contains(line, n) }) {
 		return false
+	}
+	if m.fast != nil {
+		return m.fast(line)
 	}
 	return m.re.Match(line)
 }
@@ -169,6 +176,7 @@ func compileMatcher(pattern string, negate bool) (lineMatcher, error) {
 		return m, err
 	}
 	m.re = re
+	m.fast = fastMatchers[pattern]
 	sre, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil {
 		return m, err

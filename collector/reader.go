@@ -70,6 +70,8 @@ type reader struct {
 	deletedAt int64 // unread bytes counted in Collector.deletedHeld
 
 	records, bytes prometheus.Counter
+
+	policyState // multiline joiner, rate limiter (policyread.go)
 }
 
 // ending is how a read loop ended.
@@ -114,7 +116,7 @@ func (r *reader) run(ctx context.Context) ending {
 			// copytruncate: the file shrank, or (grown again past the
 			// offset while reading was paused) its first line changed.
 			if st.size < r.off || (readable && r.off > 0 && r.verify && !r.fp.matches(r.plain)) {
-				r.truncated()
+				r.truncated(ctx)
 				continue
 			}
 			if readable {
@@ -157,10 +159,7 @@ func (r *reader) run(ctx context.Context) ending {
 		r.flushStale(ctx)
 		r.trim()
 		cfg := r.c.live() // a reload may change it
-		wait := cfg.PollInterval
-		if last, ok := r.dec.oldestPiece(); ok {
-			wait = min(wait, max(time.Duration(last+int64(cfg.PartialFlushTimeout)-time.Now().UnixNano()), time.Millisecond))
-		}
+		wait := r.staleWait(cfg.PollInterval)
 		if !poll.Stop() {
 			select {
 			case <-poll.C:
@@ -201,9 +200,10 @@ func (r *reader) renamed() bool {
 }
 
 // truncated starts the file over after a copytruncate.
-func (r *reader) truncated() {
+func (r *reader) truncated(ctx context.Context) {
 	r.c.m.rotations.WithLabelValues("truncate").Inc()
 	r.c.log.Info("file truncated, reading from the start", "path", r.src.Path, "offset", r.off)
+	r.flushGroups(ctx) // whole lines, read before the truncation
 	r.dec.reset()
 	r.releaseAll()
 	r.off, r.seen, r.counted, r.want = 0, 0, 0, r.c.cfg.ReadBytes
@@ -240,7 +240,13 @@ func (r *reader) readLen(size int64) int {
 // complete lines as one batch. final: the content ends at size for good, so
 // an unterminated last line is a record too.
 func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
+	if err := r.askPolicy(ctx); err != nil {
+		return err
+	}
 	want := r.readLen(size)
+	if waited, err := r.rateWait(ctx, size, want); waited || err != nil {
+		return err // the file may have changed while we waited: look again
+	}
 	b := r.c.budget
 	for {
 		// Room for the read, some for what decoding allocates (and,
@@ -285,6 +291,7 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 		return errPath("read", r.src.Path, err)
 	}
 	buf = buf[:n]
+	r.spent(n)
 	r.seen = r.off + int64(n)
 	if r.seen > r.counted {
 		r.bytes.Add(float64(r.seen - max(r.counted, r.off)))
@@ -376,7 +383,7 @@ func (bc *bufCharge) unref() {
 }
 
 // keeps is the memory the reader keeps between reads.
-func (r *reader) keeps() int64 { return r.dec.pendingCap() + r.content.held() }
+func (r *reader) keeps() int64 { return r.dec.pendingCap() + r.content.held() + r.joinerHeld() }
 
 // consume decodes the complete lines of data, read from off, and sends their
 // records as one batch (more if it runs short of memory on the way). With
@@ -386,7 +393,7 @@ func (r *reader) consume(ctx context.Context, data []byte, bc *bufCharge, final 
 	start := r.off
 	maxLine := r.c.cfg.MaxRecordBytes + headerSlack
 	recs := r.c.pools.records(len(data)/128 + 1)
-	emit := func(rec Record) { recs = append(recs, rec) }
+	emit := r.joinInto(func(rec Record) { recs = append(recs, rec) })
 	r.dec.now = time.Now().UnixNano()
 	r.dec.readEnd = start + int64(len(data))
 	pos := 0
@@ -412,6 +419,9 @@ func (r *reader) consume(ctx context.Context, data []byte, bc *bufCharge, final 
 		}
 		line := data[pos : pos+end]
 		used := r.charge + r.dec.alloc - r.allocMark + r.dec.maxGrowth(len(line), start+int64(pos))
+		if r.j != nil {
+			used += r.j.MaxGrowth(len(line))
+		}
 		if used > r.held {
 			// The quick bound says no room: look at what this line
 			// really needs (its stream, whether it is a piece).
@@ -512,16 +522,16 @@ func (r *reader) trim() {
 // point into it) until it is acknowledged. The checkpoint may move to
 // consumed, or to the first line of the oldest record still being joined.
 func (r *reader) cut(ctx context.Context, recs []Record, consumed int64, bc *bufCharge) {
+	if r.j != nil && bc != nil {
+		r.j.Own() // the groups outlive the read buffer
+	}
 	charged := r.charge + r.dec.alloc - r.allocMark
 	keep := r.keeps()
 	// Never more than the reader holds: a batch releases what it takes.
 	give := min(max(charged-keep, 0), r.held)
 	r.held -= give
 	r.charge, r.allocMark = keep, r.dec.alloc
-	safe := consumed
-	if ps, ok := r.dec.pendingStart(); ok && ps < safe {
-		safe = ps
-	}
+	safe := r.safeOffset(consumed)
 	if len(recs) == 0 {
 		r.f.prog.advance(safe)
 		r.c.budget.release(give)
@@ -589,18 +599,34 @@ func pointsInto(recs []Record, buf []byte) bool {
 }
 
 // flushStale sends the records being joined whose next piece has not come for
-// partial_flush_timeout: a container that exited mid-line never writes the
-// rest, and the checkpoint cannot pass a record still being joined.
+// partial_flush_timeout (a container that exited mid-line never writes the
+// rest, and the checkpoint cannot pass a record still being joined), and the
+// multiline groups that got no line for multiline.flush_timeout (the last
+// stack trace before a quiet spell).
 func (r *reader) flushStale(ctx context.Context) {
 	timeout := r.c.live().PartialFlushTimeout
 	last, ok := r.dec.oldestPiece()
-	if !ok || timeout <= 0 || time.Now().UnixNano()-last < int64(timeout) {
+	partial := ok && timeout > 0 && time.Now().UnixNano()-last >= int64(timeout)
+	if !partial && (r.j == nil || !r.j.Open()) {
+		r.mlDue = time.Time{}
 		return
 	}
 	var recs []Record
-	n := r.dec.flushStale(time.Now().UnixNano()-int64(timeout)+1, func(rec Record) { recs = append(recs, rec) })
-	r.c.m.partialFlushed.Add(float64(n))
-	r.cut(ctx, recs, r.off, nil)
+	add := func(rec Record) { recs = append(recs, rec) }
+	if partial {
+		n := r.dec.flushStale(time.Now().UnixNano()-int64(timeout)+1, r.joinInto(add))
+		r.c.m.partialFlushed.Add(float64(n))
+	}
+	if r.j != nil {
+		due, open := r.j.FlushIdle(time.Now(), add)
+		r.mlDue = time.Time{}
+		if open {
+			r.mlDue = due
+		}
+	}
+	if partial || len(recs) > 0 {
+		r.cut(ctx, recs, r.off, nil)
+	}
 }
 
 // finish reads what is left of a file that is finished for good (an
@@ -617,7 +643,12 @@ func (r *reader) finish(ctx context.Context, size int64) error {
 		return err
 	}
 	var recs []Record
-	r.dec.flush(func(rec Record) { recs = append(recs, rec) })
+	add := func(rec Record) { recs = append(recs, rec) }
+	r.dec.flush(r.joinInto(add))
+	if r.j != nil {
+		r.j.Flush(add)
+		r.mlDue = time.Time{}
+	}
 	r.atEnd = true
 	r.cut(ctx, recs, r.off, nil)
 	r.trim()
@@ -649,6 +680,7 @@ func (r *reader) updateFingerprint() {
 
 // close releases the reader's file and memory.
 func (r *reader) close() {
+	r.closePolicy()
 	r.content.close()
 	r.dec.stall(r.off)
 	r.releaseAll()

@@ -53,20 +53,12 @@ var restartOnly = []struct {
 // initLive sets the live settings from the configuration New was given.
 func (c *Collector) initLive(cfg Config) {
 	c.liveCfg.Store(&cfg)
-	if p, err := NewPolicies(cfg); err == nil { // Validate passed: it does
-		c.livePolicies.Store(p)
-	}
 	c.rescanReset, c.saveReset = make(chan struct{}, 1), make(chan struct{}, 1)
 }
 
 // live is the configuration as it is now: a reload may change its live
 // settings (Reconfigure); restart-only ones are always New's.
 func (c *Collector) live() *Config { return c.liveCfg.Load() }
-
-// Policies is the multiline and rate_limit policy compiled from the
-// configuration as it is now. A reload replaces it: ask again rather than
-// keep it.
-func (c *Collector) Policies() *Policies { return c.livePolicies.Load() }
 
 // Reconfigure applies a new configuration while the collector runs:
 // buffer_bytes (a smaller budget takes effect as acknowledgements free
@@ -104,7 +96,7 @@ func (c *Collector) Reconfigure(cfg Config) error {
 	}
 
 	c.liveCfg.Store(&next)
-	c.livePolicies.Store(pol)
+	c.SetPolicies(pol)
 	if next.BufferBytes != cur.BufferBytes {
 		c.budget.resize(int64(next.BufferBytes))
 	}

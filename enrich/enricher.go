@@ -66,7 +66,7 @@ type Enricher struct {
 
 	// policies resolve the collector's per-container policies (policy.go);
 	// nil until SetPolicies.
-	policies   *collector.Policies
+	policies   atomic.Pointer[collector.Policies]
 	policyWait *policyWaits
 }
 

@@ -206,9 +206,11 @@ func (m *podMeta) policy(p *collector.Policies, c *podCache, container string) c
 // SetPolicies makes the Enricher the collector's PolicySource, deciding
 // each file's multiline rule and rate limit from the configuration's
 // policies and the annotations of the file's pod and namespace. Call it
-// before Run.
+// before Run, and again when the configuration is reloaded. Readers of the new policies (Policy) are safe while it runs;
+// pods already cached keep the answers of the policies they were cached
+// with until they change.
 func (e *Enricher) SetPolicies(p *collector.Policies) {
-	e.policies = p
+	e.policies.Store(p)
 	e.cache.mu.Lock()
 	e.cache.f.policies = p
 	*e.cache.f.policyLabels = p.LabelKeys()
@@ -222,7 +224,7 @@ func (e *Enricher) SetPolicies(p *collector.Policies) {
 // after the first question about it, as a batch of the pod waits. After
 // that the pod's batches and policy questions stop waiting for it.
 func (e *Enricher) Policy(src *collector.Source) collector.Policy {
-	p := e.policies
+	p := e.policies.Load()
 	if p == nil {
 		return collector.Policy{}
 	}

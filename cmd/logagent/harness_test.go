@@ -26,8 +26,10 @@ type node struct {
 	state string
 	cfg   string
 	tally *forwardtest.Tally
-	// listen is the agent's --listen, 127.0.0.1:0 (none known) if empty.
+	// listen is the agent's --listen address (default: any free port);
+	// args are more flags (--enrich, --kubeconfig).
 	listen string
+	args   []string
 
 	mu    sync.Mutex
 	recv  *forwardtest.Receiver
@@ -97,9 +99,10 @@ func (n *node) start() {
 	if listen == "" {
 		listen = "127.0.0.1:0"
 	}
-	cmd := exec.Command(n.bin, "--config", n.cfg, "--output", "forward", "--forward", n.addr,
+	args := []string{"--config", n.cfg, "--output", "forward", "--forward", n.addr,
 		"--log-glob", filepath.Join(n.root, "containers", "*.log"), "--state-dir", n.state,
-		"--listen", listen, "--node-name", "node-a", "--enrich=false", "--log-level", "info")
+		"--listen", listen, "--node-name", "node-a", "--enrich=false", "--log-level", "info"}
+	cmd := exec.Command(n.bin, append(args, n.args...)...)
 	cmd.Stdout, cmd.Stderr = n.log, n.log
 	if err := cmd.Start(); err != nil {
 		n.t.Fatal(err)

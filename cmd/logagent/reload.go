@@ -187,6 +187,12 @@ func (a *agent) reload(trigger string) {
 				}
 				pending = a.keepRunning(cfg, &old, keys, pending)
 			}
+			// The Enricher decides each file's policy from the
+			// configuration's policies and the pods' annotations: give it
+			// the new ones (the collector compiled them).
+			if a.enricher != nil {
+				a.enricher.SetPolicies(a.col.Policies())
+			}
 		} else {
 			for _, k := range live {
 				if under(k, "collector") {

@@ -120,6 +120,12 @@ func newAgent(cfg *Config, log *slog.Logger, stdout io.Writer) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if a.enricher != nil {
+		// Multiline rules and rate limits by pod annotation and label: the
+		// collector asks enrich, which knows the pods (collector package doc).
+		a.enricher.SetPolicies(col.Policies())
+		col.SetPolicySource(a.enricher)
+	}
 	a.col = col
 	a.files = func() []fileStatus { return filesOf(col.Files()) }
 	return a, nil

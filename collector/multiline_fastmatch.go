@@ -1,0 +1,130 @@
+package collector
+
+import "bytes"
+
+// fastMatchers are hand-written equivalents of a few patterns of the
+// built-in rules that the prefilters cannot decide and that every line of
+// a trace meets: Go's regexp backtracker takes a few hundred nanoseconds on
+// each, a loop over the bytes a few dozen. Each is exactly its pattern
+// (TestFastMatchersAgreeWithRegexp checks them against Go's regexp on the
+// rules' real traces and on generated lines); a custom rule with the same
+// pattern gets it too.
+var fastMatchers = map[string]func([]byte) bool{
+	`^goroutine \d+ .*\]:$`:                                   matchGoroutineHeader,
+	`^[\w.\-/]*(?:\(\*?[\w.\-\[\]]+\)\.)?[\w.\-\[\]]+\(.*\)$`: matchGoCall,
+	`^[\t ]*\.\.\. \d+ (?:more|common frames omitted)$`:       matchJavaMore,
+}
+
+// wordByte is \w: [0-9A-Za-z_].
+func wordByte(c byte) bool {
+	return c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+}
+
+// goPathByte is [\w.\-/], goNameByte [\w.\-\[\]].
+func goPathByte(c byte) bool { return wordByte(c) || c == '.' || c == '-' || c == '/' }
+func goNameByte(c byte) bool { return wordByte(c) || c == '.' || c == '-' || c == '[' || c == ']' }
+
+func digitsAt(b []byte, i int) int {
+	j := i
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	return j
+}
+
+// matchGoroutineHeader is ^goroutine \d+ .*\]:$ ("." matches anything but
+// a newline).
+func matchGoroutineHeader(b []byte) bool {
+	const lead = "goroutine "
+	if !bytes.HasPrefix(b, []byte(lead)) {
+		return false
+	}
+	i := digitsAt(b, len(lead))
+	if i == len(lead) || i >= len(b) || b[i] != ' ' {
+		return false
+	}
+	rest := b[i+1:]
+	return bytes.HasSuffix(rest, []byte("]:")) && bytes.IndexByte(rest, '\n') < 0
+}
+
+// matchGoCall is ^[\w.\-/]*(?:\(\*?[\w.\-\[\]]+\)\.)?[\w.\-\[\]]+\(.*\)$:
+// a function in a goroutine dump, "pkg/path.Func(args)" or
+// "pkg.(*Type).Method(...)". The name ends at the first '(' (no name byte
+// is one), unless that '(' opens the receiver group.
+func matchGoCall(b []byte) bool {
+	n := len(b)
+	if n < 3 || b[n-1] != ')' || bytes.IndexByte(b, '\n') >= 0 {
+		return false
+	}
+	p := bytes.IndexByte(b, '(')
+	if p < 0 {
+		return false
+	}
+	// Without the receiver group: b[:p] is [\w.\-/]* then [\w.\-\[\]]+,
+	// and the call's parentheses are b[p] and the last byte.
+	if p >= 1 && p+1 < n && goNameByte(b[p-1]) {
+		ok, sawBracket := true, false
+		for _, c := range b[:p] {
+			switch {
+			case c == '[' || c == ']':
+				sawBracket = true
+			case c == '/':
+				if sawBracket {
+					ok = false
+				}
+			case goPathByte(c):
+			default:
+				ok = false
+			}
+			if !ok {
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	// With it: b[:p] is [\w.\-/]*, then (\*?[\w.\-\[\]]+)\. then
+	// [\w.\-\[\]]+ then the call's '(' ... ')'.
+	for _, c := range b[:p] {
+		if !goPathByte(c) {
+			return false
+		}
+	}
+	i := p + 1
+	if i < n && b[i] == '*' {
+		i++
+	}
+	j := i
+	for j < n && goNameByte(b[j]) {
+		j++
+	}
+	if j == i || j+1 >= n || b[j] != ')' || b[j+1] != '.' {
+		return false
+	}
+	i = j + 2
+	j = i
+	for j < n && goNameByte(b[j]) {
+		j++
+	}
+	// b[j] is the call's '(' and the last byte its ')'.
+	return j > i && j < n-1 && b[j] == '('
+}
+
+// matchJavaMore is ^[\t ]*\.\.\. \d+ (?:more|common frames omitted)$.
+func matchJavaMore(b []byte) bool {
+	i := 0
+	for i < len(b) && (b[i] == '\t' || b[i] == ' ') {
+		i++
+	}
+	if !bytes.HasPrefix(b[i:], []byte("... ")) {
+		return false
+	}
+	i += 4
+	j := digitsAt(b, i)
+	if j == i || j >= len(b) || b[j] != ' ' {
+		return false
+	}
+	rest := b[j+1:]
+	return string(rest) == "more" || string(rest) == "common frames omitted"
+}
