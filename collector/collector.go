@@ -41,6 +41,22 @@ type Collector struct {
 	gen     uint64 // scan generation
 	watched map[string]bool
 	watcher *fsnotify.Watcher
+	// dirty holds the container log folders inotify saw change since the
+	// last rescan: a rescan reads those, and skips the others whose
+	// modification time did not move (dirScans). linksDirty: something
+	// changed outside them (the glob's folder, a parent, Docker's folder of
+	// a linked file): the glob is read again.
+	dirty      map[string]bool
+	linksDirty bool
+	// fullNext: the next rescan reads every folder (an inotify queue
+	// overflow lost events).
+	fullNext bool
+	rescans  int
+	links    *linkScan           // the glob's last result, while its folder does not change
+	dirScans map[string]*dirScan // per container folder, what its last complete scan saw
+	// extDirs maps a folder holding linked log files (Docker's) to the
+	// container folders whose files live there.
+	extDirs map[string]map[string]bool
 	scan    scanReport // what the last rescan could and could not read
 	// globEmptySince is when the log glob began to match nothing.
 	globEmptySince time.Time
@@ -48,12 +64,18 @@ type Collector struct {
 	// globQuietAfter is how long the glob may match nothing before the
 	// collector says so.
 	globQuietAfter time.Duration
+	// noWatch turns inotify off (tests of the polling fallback).
+	noWatch bool
 
-	saveMu      sync.Mutex // one save at a time
-	lastSaved   []checkpoint
-	saveErr     error // the last save's error, nil once one succeeds
-	saveFails   int   // saves failed in a row
-	saveFailing time.Time
+	// version counts changes of what a checkpoint holds (files added,
+	// renamed, ended, acknowledged): a save with nothing changed costs nothing.
+	version      atomic.Uint64
+	saveMu       sync.Mutex // one save at a time
+	savedVersion uint64
+	lastSaved    []checkpoint
+	saveErr      error // the last save's error, nil once one succeeds
+	saveFails    int   // saves failed in a row
+	saveFailing  time.Time
 
 	wg          sync.WaitGroup // readers and the watcher
 	rescanNow   chan struct{}
@@ -110,6 +132,9 @@ func New(cfg Config, sink Sink, reg prometheus.Registerer, log *slog.Logger) (*C
 		byPath:         map[string]*file{},
 		nsFiles:        map[string]int{},
 		watched:        map[string]bool{},
+		dirty:          map[string]bool{},
+		dirScans:       map[string]*dirScan{},
+		extDirs:        map[string]map[string]bool{},
 		rescanNow:      make(chan struct{}, 1),
 		globQuietAfter: 30 * time.Second,
 	}, nil
@@ -143,20 +168,22 @@ func (c *Collector) Run(ctx context.Context) error {
 	go c.saveLoop()
 
 	w, err := fsnotify.NewWatcher()
+	if err == nil && c.noWatch {
+		w.Close()
+		err = errors.New("inotify turned off")
+	}
 	if err != nil {
 		// Without inotify (limits reached) the periodic rescan and polling
 		// still find and read everything, only later.
 		c.log.Warn("file watching unavailable, relying on rescans", "err", err)
 	} else {
 		c.watcher = w
-		c.mu.Lock()
-		c.watch(filepath.Dir(c.cfg.LogGlob))
-		c.mu.Unlock()
+		c.watchGlobDir()
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.watchEvents(ctx) }()
 	}
 
-	c.rescan(ctx)
+	c.rescan(ctx, true)
 	// From now on a checkpoint file exists: a restart is no first start.
 	if err := c.SaveCheckpoints(); err != nil {
 		c.log.Error("saving checkpoints", "err", err)
@@ -173,9 +200,10 @@ func (c *Collector) Run(ctx context.Context) error {
 			return nil
 		case <-rescan.C:
 			c.m.rescans.Inc()
-			c.rescan(ctx)
+			c.rescans++
+			c.rescan(ctx, c.rescans%fullRescanEvery == 0)
 		case <-c.rescanNow:
-			c.rescan(ctx)
+			c.rescan(ctx, false)
 		}
 	}
 }
@@ -187,12 +215,16 @@ func (c *Collector) saveLoop() {
 	defer close(c.saverDone)
 	t := time.NewTicker(c.cfg.CheckpointInterval)
 	defer t.Stop()
+	var lagAt time.Time
 	for {
 		select {
 		case <-c.saverStop:
 			return
-		case <-t.C:
-			c.updateLag()
+		case now := <-t.C:
+			if now.Sub(lagAt) >= time.Second {
+				lagAt = now
+				c.updateLag()
+			}
 			if err := c.SaveCheckpoints(); err != nil {
 				c.log.Error("saving checkpoints", "err", err)
 			}
@@ -220,6 +252,11 @@ func (c *Collector) SaveCheckpoints() error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
 	c.mu.Lock()
+	version := c.version.Load()
+	if c.lastSaved != nil && version == c.savedVersion {
+		c.mu.Unlock()
+		return nil // nothing moved since the last save
+	}
 	var cps []checkpoint
 	c.forEachFile(func(f *file) { cps = append(cps, f.checkpoint()) })
 	c.mu.Unlock()
@@ -233,6 +270,7 @@ func (c *Collector) SaveCheckpoints() error {
 		return 0
 	})
 	if c.lastSaved != nil && slices.Equal(cps, c.lastSaved) {
+		c.savedVersion = version
 		return nil
 	}
 	if cps == nil {
@@ -251,7 +289,7 @@ func (c *Collector) SaveCheckpoints() error {
 		return err
 	}
 	c.saveFails, c.saveErr = 0, nil
-	c.lastSaved = cps
+	c.lastSaved, c.savedVersion = cps, version
 	return nil
 }
 
@@ -296,11 +334,16 @@ func (c *Collector) watch(dir string) {
 		return
 	}
 	if err := c.watcher.Add(dir); err != nil {
+		// Its files are polled (file.polled) and it is tried again at
+		// the next rescan. ENOSPC: fs.inotify.max_user_watches reached.
 		c.log.Debug("cannot watch", "dir", dir, "err", err)
 		return
 	}
 	c.watched[dir] = true
 }
+
+// changed notes a change of what a checkpoint holds.
+func (c *Collector) changed() { c.version.Add(1) }
 
 // unwatchExcept drops the watches of directories not in keep (gone, or no
 // longer holding a tailed container's logs); c.mu is held.
@@ -315,7 +358,10 @@ func (c *Collector) unwatchExcept(keep map[string]bool) {
 	}
 }
 
-// watchEvents wakes readers on writes and rescans on anything else.
+// watchEvents wakes a file's reader when it is written, and marks its
+// folder for the next rescan (started at once) when a file there is created,
+// renamed or removed. An event queue overflow lost events: every reader
+// looks at its file again and the next rescan reads every folder.
 func (c *Collector) watchEvents(ctx context.Context) {
 	for {
 		select {
@@ -325,27 +371,80 @@ func (c *Collector) watchEvents(ctx context.Context) {
 			if !ok {
 				return
 			}
-			// Usually a queue overflow: events were lost, so look again.
 			c.m.watchErrors.Inc()
-			c.log.Warn("file watcher", "err", err)
-			c.triggerRescan()
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				c.m.watchOverflows.Inc()
+				c.log.Warn("inotify event queue overflowed: events were lost; every file is looked at again (raise fs.inotify.max_queued_events)", "err", err)
+			} else {
+				c.log.Warn("file watcher", "err", err)
+			}
+			c.reconcile()
 		case ev, ok := <-c.watcher.Events:
 			if !ok {
 				return
 			}
+			rescan := false
+			c.mu.Lock()
 			if ev.Has(fsnotify.Write) {
-				c.mu.Lock()
-				f := c.byPath[ev.Name]
-				c.mu.Unlock()
-				if f != nil {
+				if f := c.byPath[ev.Name]; f != nil {
 					wake(f.notify)
+				} else if _, _, ok := logName(filepath.Base(ev.Name)); ok {
+					// A log file no reader holds was written (a drained
+					// rotation written again): the rescan resumes it.
+					rescan = c.markDirty(filepath.Dir(ev.Name))
 				}
 			}
 			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Rename) || ev.Has(fsnotify.Remove) {
+				c.markDirty(filepath.Dir(ev.Name))
+				if c.watched[ev.Name] || c.dirScans[ev.Name] != nil {
+					c.linksDirty = true // a watched folder itself went
+				}
+				rescan = true
+			}
+			c.mu.Unlock()
+			if rescan {
 				c.triggerRescan()
 			}
 		}
 	}
+}
+
+// markDirty notes that dir changed: the container folders it is, or holds
+// linked files of, are read at the next rescan and their readers look at
+// their names again; any other folder makes the rescan read the glob
+// again. It returns true. c.mu is held.
+func (c *Collector) markDirty(dir string) bool {
+	known := false
+	mark := func(cd string) {
+		known = true
+		c.dirty[cd] = true
+		for _, f := range c.byDir[cd] {
+			if f.reader != nil {
+				f.dirChanged.Store(true)
+				wake(f.notify)
+			}
+		}
+	}
+	if _, ok := c.byDir[dir]; ok {
+		mark(dir)
+	}
+	for cd := range c.extDirs[dir] {
+		mark(cd)
+	}
+	if !known {
+		c.linksDirty = true
+	}
+	return true
+}
+
+// reconcile makes every reader look at its file and name again, and the next
+// rescan read everything: after lost inotify events.
+func (c *Collector) reconcile() {
+	c.mu.Lock()
+	c.fullNext = true
+	c.mu.Unlock()
+	c.reconcileReaders()
+	c.triggerRescan()
 }
 
 func (c *Collector) triggerRescan() { wake(c.rescanNow) }

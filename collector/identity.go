@@ -105,6 +105,7 @@ func (fp fingerprint) matches(r io.ReaderAt) bool {
 type candidate struct {
 	dir  string
 	path string
+	real string // resolved path, for a plain file
 	id   fileID
 	size int64 // of the file on disk (compressed for a .gz)
 	gz   bool

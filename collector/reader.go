@@ -99,89 +99,153 @@ func (c *Collector) newReader(f *file, src *Source, ct content, plain *os.File, 
 }
 
 // run reads until the file is finished or ctx is done.
+//
+// Reading is driven by inotify (Collector.watchEvents wakes the reader on a
+// write to the file, and on a rename, creation or removal in its folder):
+// a quiet file costs no wake-up, stat or read until it is written. A timer is
+// set only for what inotify cannot say: the polling fallback (the file's
+// folder could not be watched, see file.polled), a record being joined that
+// partial_flush_timeout will send, a rotated file's rotate_wait, and the
+// short read_wait that gathers the lines of a file written a line at a time.
 func (r *reader) run(ctx context.Context) ending {
 	cfg := &r.c.cfg
-	poll := time.NewTimer(cfg.PollInterval)
-	defer poll.Stop()
+	// Go 1.23 timers: Reset and Stop leave no stale tick in the channel.
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var lastRead time.Time
+	look := true // stat the file before waiting: something may be there
 	for ctx.Err() == nil {
-		st, err := r.content.stat()
-		if err != nil {
-			r.c.log.Error("stat", "path", r.src.Path, "err", err)
-			return endFailed
-		}
-		readable := st.size > max(r.off, r.seen)
-		if r.plain != nil {
-			r.f.size.Store(st.size)
-			// copytruncate: the file shrank, or (grown again past the
-			// offset while reading was paused) its first line changed.
-			if st.size < r.off || (readable && r.off > 0 && r.verify && !r.fp.matches(r.plain)) {
-				r.truncated()
-				continue
+		if look {
+			// Wake-ups queued before this look are covered by it.
+			select {
+			case <-r.f.notify:
+			default:
+			}
+			st, err := r.content.stat()
+			if err != nil {
+				r.c.log.Error("stat", "path", r.src.Path, "err", err)
+				return endFailed
+			}
+			readable := st.size > max(r.off, r.seen)
+			if r.plain != nil {
+				r.f.size.Store(st.size)
+				// copytruncate: the file shrank, or (grown again past the
+				// offset while reading was paused) its first line changed.
+				if st.size < r.off || (readable && r.off > 0 && r.verify && !r.fp.matches(r.plain)) {
+					r.truncated()
+					continue
+				}
+				if readable {
+					r.verify = false
+				}
+				if st.deleted && !r.deleted {
+					r.deleted = true
+					if !r.holdDeleted(st.size - r.off) {
+						return endGaveUp
+					}
+				}
+				if r.deleted {
+					r.c.deletedHeld.Add(st.size - r.off - r.deletedAt)
+					r.deletedAt = st.size - r.off
+				}
 			}
 			if readable {
-				r.verify = false
-			}
-			if st.deleted && !r.deleted {
-				r.deleted = true
-				if !r.holdDeleted(st.size - r.off) {
-					return endGaveUp
+				if err := r.readSome(ctx, st.size, false); err != nil {
+					if ctx.Err() != nil {
+						return endCanceled
+					}
+					r.c.log.Error("read", "path", r.src.Path, "err", err)
+					return endFailed
 				}
-			}
-			if r.deleted {
-				r.c.deletedHeld.Add(st.size - r.off - r.deletedAt)
-				r.deletedAt = st.size - r.off
-			}
-		}
-		if readable {
-			if err := r.readSome(ctx, st.size, false); err != nil {
-				if ctx.Err() != nil {
-					return endCanceled
+				r.lastGrow = time.Now()
+				lastRead = r.lastGrow
+				if !r.atEnd || !r.followed() || r.f.dirChanged.Load() {
+					continue // more to read, its name to look at, or nothing will say when there is
 				}
-				r.c.log.Error("read", "path", r.src.Path, "err", err)
-				return endFailed
-			}
-			r.lastGrow = time.Now()
-			continue
-		}
-		// Nothing new to read.
-		if st.final || r.deleted || r.rotatedAndQuiet() {
-			if err := r.finish(ctx, st.size); err != nil {
-				if ctx.Err() != nil {
-					return endCanceled
+				// Read to what the stat said: a write since then has woken
+				// the reader (the notify channel holds it), so wait.
+			} else if st.final || r.deleted || r.rotatedAndQuiet() {
+				// Nothing new to read, and nothing more will come.
+				if err := r.finish(ctx, st.size); err != nil {
+					if ctx.Err() != nil {
+						return endCanceled
+					}
+					r.c.log.Error("read", "path", r.src.Path, "err", err)
+					return endFailed
 				}
-				r.c.log.Error("read", "path", r.src.Path, "err", err)
-				return endFailed
+				return endDrained
 			}
-			return endDrained
 		}
 		r.flushStale(ctx)
 		r.trim()
-		wait := cfg.PollInterval
+		wait := time.Duration(-1) // no timer: inotify wakes the reader
+		if r.polled() || r.plain == nil || r.deleted {
+			wait = cfg.PollInterval
+		}
+		if !r.live || !r.rotatedAt.IsZero() {
+			wait = minWait(wait, max(cfg.RotateWait-time.Since(r.lastGrow), time.Millisecond))
+		}
 		if last, ok := r.dec.oldestPiece(); ok {
-			wait = min(wait, max(time.Duration(last+int64(cfg.PartialFlushTimeout)-time.Now().UnixNano()), time.Millisecond))
+			wait = minWait(wait, max(time.Duration(last+int64(cfg.PartialFlushTimeout)-time.Now().UnixNano()), time.Millisecond))
 		}
-		if !poll.Stop() {
-			select {
-			case <-poll.C:
-			default:
-			}
+		if wait >= 0 {
+			timer.Reset(wait)
+		} else {
+			timer.Stop()
 		}
-		poll.Reset(wait)
+		woken := false
 		select {
 		case <-ctx.Done():
+			return endCanceled
 		case <-r.f.notify:
-		case <-poll.C:
+			woken = true
+		case <-timer.C:
+		}
+		// A file written a line at a time: give it read_wait since the last
+		// read to gather more lines, then read them in one go. The first
+		// line after a quiet spell is read at once.
+		if woken && cfg.ReadWait > 0 {
+			if d := cfg.ReadWait - time.Since(lastRead); d > 0 {
+				timer.Reset(d)
+				select {
+				case <-ctx.Done():
+					return endCanceled
+				case <-timer.C:
+				}
+			}
 		}
 		r.verify = true
+		look = true
 	}
 	return endCanceled
 }
 
+// minWait is the shorter of two waits, where a negative one is none.
+func minWait(a, b time.Duration) time.Duration {
+	if a < 0 {
+		return b
+	}
+	return min(a, b)
+}
+
+// followed reports whether the reader follows a live file that inotify
+// covers: it then waits for an event, with no timer, once it has read all
+// there was. Any other (rotated, deleted, compressed, polled) is looked at
+// again until it is finished.
+func (r *reader) followed() bool {
+	return r.live && r.rotatedAt.IsZero() && r.plain != nil && !r.deleted && !r.polled()
+}
+
+// polled reports whether no inotify watch covers the file: it is looked at
+// every poll_interval instead.
+func (r *reader) polled() bool { return r.f.polled.Load() }
+
 // rotatedAndQuiet reports whether the file was rotated away (renamed: the
 // runtime reopens the live name soon after) and has been quiet for
-// rotate_wait since its last growth.
+// rotate_wait since its last growth. The name is looked at only when its
+// folder changed (inotify) or when the file is polled.
 func (r *reader) rotatedAndQuiet() bool {
-	if r.live && r.rotatedAt.IsZero() && r.renamed() {
+	if r.live && r.rotatedAt.IsZero() && (r.f.dirChanged.Swap(false) || r.polled()) && r.renamed() {
 		r.rotatedAt = time.Now()
 		r.c.m.rotations.WithLabelValues("rename").Inc()
 	}
@@ -641,6 +705,7 @@ func (r *reader) updateFingerprint() {
 	r.c.mu.Lock()
 	if r.f.reader == r {
 		r.f.fp = fp
+		r.c.changed()
 	}
 	r.c.mu.Unlock()
 }
