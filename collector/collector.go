@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -40,7 +39,7 @@ type Collector struct {
 	mode    startMode
 	gen     uint64 // scan generation
 	watched map[string]bool
-	watcher *fsnotify.Watcher
+	watcher *watcher
 	// dirty holds the container log folders inotify saw change since the
 	// last rescan: a rescan reads those, and skips the others whose
 	// modification time did not move (dirScans). linksDirty: something
@@ -167,9 +166,9 @@ func (c *Collector) Run(ctx context.Context) error {
 	c.saverStop, c.saverDone = make(chan struct{}), make(chan struct{})
 	go c.saveLoop()
 
-	w, err := fsnotify.NewWatcher()
+	w, err := newWatcher()
 	if err == nil && c.noWatch {
-		w.Close()
+		w.close()
 		err = errors.New("inotify turned off")
 	}
 	if err != nil {
@@ -180,7 +179,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		c.watcher = w
 		c.watchGlobDir()
 		c.wg.Add(1)
-		go func() { defer c.wg.Done(); c.watchEvents(ctx) }()
+		go func() { defer c.wg.Done(); w.run(c.watchEvents) }()
 	}
 
 	c.rescan(ctx, true)
@@ -194,7 +193,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			if c.watcher != nil {
-				c.watcher.Close()
+				c.watcher.close()
 			}
 			c.wg.Wait()
 			return nil
@@ -333,7 +332,7 @@ func (c *Collector) watch(dir string) {
 	if c.watcher == nil || c.watched[dir] {
 		return
 	}
-	if err := c.watcher.Add(dir); err != nil {
+	if err := c.watcher.add(dir); err != nil {
 		// Its files are polled (file.polled) and it is tried again at
 		// the next rescan. ENOSPC: fs.inotify.max_user_watches reached.
 		c.log.Debug("cannot watch", "dir", dir, "err", err)
@@ -351,61 +350,61 @@ func (c *Collector) unwatchExcept(keep map[string]bool) {
 	for dir := range c.watched {
 		if !keep[dir] {
 			if c.watcher != nil {
-				c.watcher.Remove(dir) // fails for a directory already gone: its watch went with it
+				c.watcher.remove(dir)
 			}
 			delete(c.watched, dir)
 		}
 	}
 }
 
-// watchEvents wakes a file's reader when it is written, and marks its
-// folder for the next rescan (started at once) when a file there is created,
-// renamed or removed. An event queue overflow lost events: every reader
-// looks at its file again and the next rescan reads every folder.
-func (c *Collector) watchEvents(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case err, ok := <-c.watcher.Errors:
-			if !ok {
-				return
-			}
-			c.m.watchErrors.Inc()
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				c.m.watchOverflows.Inc()
-				c.log.Warn("inotify event queue overflowed: events were lost; every file is looked at again (raise fs.inotify.max_queued_events)", "err", err)
-			} else {
-				c.log.Warn("file watcher", "err", err)
-			}
-			c.reconcile()
-		case ev, ok := <-c.watcher.Events:
-			if !ok {
-				return
-			}
-			rescan := false
-			c.mu.Lock()
-			if ev.Has(fsnotify.Write) {
-				if f := c.byPath[ev.Name]; f != nil {
-					wake(f.notify)
-				} else if _, _, ok := logName(filepath.Base(ev.Name)); ok {
-					// A log file no reader holds was written (a drained
-					// rotation written again): the rescan resumes it.
-					rescan = c.markDirty(filepath.Dir(ev.Name))
-				}
-			}
-			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Rename) || ev.Has(fsnotify.Remove) {
-				c.markDirty(filepath.Dir(ev.Name))
-				if c.watched[ev.Name] || c.dirScans[ev.Name] != nil {
-					c.linksDirty = true // a watched folder itself went
-				}
-				rescan = true
-			}
-			c.mu.Unlock()
-			if rescan {
-				c.triggerRescan()
+// watchEvents handles a batch of inotify events: a write wakes the file's
+// reader; a file created, renamed or removed marks its folder for the next
+// rescan, started at once. Lost events (a queue overflow, a read error):
+// every reader looks at its file again and the next rescan reads every folder.
+func (c *Collector) watchEvents(evs []watchEvent, err error) {
+	if err != nil {
+		c.m.watchErrors.Inc()
+		if errors.Is(err, errWatchOverflow) {
+			c.m.watchOverflows.Inc()
+			c.log.Warn("inotify event queue overflowed: events were lost; every file is looked at again (raise fs.inotify.max_queued_events)")
+		} else {
+			c.log.Warn("file watcher", "err", err)
+		}
+		c.reconcile()
+		return
+	}
+	rescan := false
+	c.mu.Lock()
+	for _, ev := range evs {
+		if ev.op&opWrite != 0 {
+			if f := c.byPath[ev.path]; f != nil {
+				wake(f.notify)
+			} else if _, _, ok := logName(filepath.Base(ev.path)); ok {
+				// A log file no reader holds was written (a drained
+				// rotation written again): the rescan resumes it.
+				rescan = c.markDirty(ev.dir)
 			}
 		}
+		if ev.op&opEntry != 0 {
+			rescan = c.markDirty(ev.dir)
+			if c.watched[ev.path] {
+				c.linksDirty = true // a watched folder went or came back
+			}
+		}
+		if ev.op&(opSelf|opIgnored) != 0 {
+			// The folder itself went (or its watch did): what it held is
+			// looked at again, and it is watched again if it comes back.
+			if ev.op&opIgnored != 0 {
+				delete(c.watched, ev.dir)
+			}
+			c.markDirty(ev.dir)
+			c.linksDirty = true
+			rescan = true
+		}
+	}
+	c.mu.Unlock()
+	if rescan {
+		c.triggerRescan()
 	}
 }
 

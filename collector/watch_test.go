@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // eventDriven is a configuration where nothing is found or read unless
@@ -101,7 +101,7 @@ func TestPollingWithoutInotify(t *testing.T) {
 }
 
 // TestWatchOverflowReconciles: events lost in an inotify queue overflow
-// (here: the folder's watch silently gone) are made up for: the overflow is
+// (here: read and dropped) are made up for: the overflow is
 // counted, and every reader looks at its file again.
 func TestWatchOverflowReconciles(t *testing.T) {
 	n := newNode(t)
@@ -110,12 +110,11 @@ func TestWatchOverflowReconciles(t *testing.T) {
 	sink := newCapture()
 	r := start(t, eventDriven(n), sink)
 	waitFor(t, "10 lines", func() bool { return sink.distinct() == 10 })
-	dir := filepath.Dir(live)
-	if err := r.c.watcher.Remove(dir); err != nil {
-		t.Fatal(err)
-	}
-	appendFile(t, live, numberedLines("o", 10, 60)) // no event for these
-	r.c.watcher.Errors <- fsnotify.ErrEventOverflow
+	r.c.watcher.drop.Store(true)
+	appendFile(t, live, numberedLines("o", 10, 60)) // their events are lost
+	waitFor(t, "the events read and dropped", func() bool { return inotifyQueueEmpty(t, r.c.watcher) })
+	r.c.watcher.drop.Store(false)
+	r.c.watchEvents(nil, errWatchOverflow) // what the watcher says on IN_Q_OVERFLOW
 	waitFor(t, "60 lines", func() bool { return sink.distinct() == 60 })
 	sink.expectLines(t, "o", 0, 60)
 	if got := testutil.ToFloat64(r.c.m.watchOverflows); got != 1 {
@@ -164,4 +163,13 @@ func checkpointOffset(t *testing.T, file, path string) int64 {
 		}
 	}
 	return -1
+}
+
+// inotifyQueueEmpty reports whether the watcher has read every queued event.
+func inotifyQueueEmpty(t *testing.T, w *watcher) bool {
+	n, err := unix.IoctlGetInt(w.fd, unix.TIOCINQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n == 0
 }
