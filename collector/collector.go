@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,7 @@ type Collector struct {
 	gen     uint64 // scan generation
 	watched map[string]bool
 	watcher *watcher
+	waker   *waker
 	// dirty holds the container log folders inotify saw change since the
 	// last rescan: a rescan reads those, and skips the others whose
 	// modification time did not move (dirScans). linksDirty: something
@@ -68,7 +70,12 @@ type Collector struct {
 
 	// version counts changes of what a checkpoint holds (files added,
 	// renamed, ended, acknowledged): a save with nothing changed costs nothing.
-	version      atomic.Uint64
+	version atomic.Uint64
+	// order is every file, sorted by path, as of setVersion (files added,
+	// removed or renamed; guarded by mu): a save sorts only when it moved.
+	order        []*file
+	orderVersion uint64
+	setVersion   uint64
 	saveMu       sync.Mutex // one save at a time
 	savedVersion uint64
 	lastSaved    []checkpoint
@@ -135,6 +142,7 @@ func New(cfg Config, sink Sink, reg prometheus.Registerer, log *slog.Logger) (*C
 		dirScans:       map[string]*dirScan{},
 		extDirs:        map[string]map[string]bool{},
 		rescanNow:      make(chan struct{}, 1),
+		waker:          newWaker(),
 		globQuietAfter: 30 * time.Second,
 	}, nil
 }
@@ -178,7 +186,8 @@ func (c *Collector) Run(ctx context.Context) error {
 	} else {
 		c.watcher = w
 		c.watchGlobDir()
-		c.wg.Add(1)
+		c.wg.Add(2)
+		go func() { defer c.wg.Done(); c.waker.run(ctx) }()
 		go func() { defer c.wg.Done(); w.run(c.watchEvents) }()
 	}
 
@@ -256,18 +265,18 @@ func (c *Collector) SaveCheckpoints() error {
 		c.mu.Unlock()
 		return nil // nothing moved since the last save
 	}
-	var cps []checkpoint
-	c.forEachFile(func(f *file) { cps = append(cps, f.checkpoint()) })
+	if c.order == nil || c.orderVersion != c.setVersion {
+		// Files came, went or were renamed: sort them again, by path.
+		c.order = c.order[:0]
+		c.forEachFile(func(f *file) { c.order = append(c.order, f) })
+		slices.SortFunc(c.order, func(a, b *file) int { return strings.Compare(a.path, b.path) })
+		c.orderVersion = c.setVersion
+	}
+	cps := make([]checkpoint, 0, len(c.order))
+	for _, f := range c.order {
+		cps = append(cps, f.checkpoint())
+	}
 	c.mu.Unlock()
-	slices.SortFunc(cps, func(a, b checkpoint) int {
-		switch {
-		case a.Path < b.Path:
-			return -1
-		case a.Path > b.Path:
-			return 1
-		}
-		return 0
-	})
 	if c.lastSaved != nil && slices.Equal(cps, c.lastSaved) {
 		c.savedVersion = version
 		return nil
@@ -344,6 +353,12 @@ func (c *Collector) watch(dir string) {
 // changed notes a change of what a checkpoint holds.
 func (c *Collector) changed() { c.version.Add(1) }
 
+// setChanged notes a file added, removed or renamed; c.mu is held.
+func (c *Collector) setChanged() {
+	c.setVersion++
+	c.changed()
+}
+
 // unwatchExcept drops the watches of directories not in keep (gone, or no
 // longer holding a tailed container's logs); c.mu is held.
 func (c *Collector) unwatchExcept(keep map[string]bool) {
@@ -374,11 +389,12 @@ func (c *Collector) watchEvents(evs []watchEvent, err error) {
 		return
 	}
 	rescan := false
+	now := time.Now().UnixNano()
 	c.mu.Lock()
 	for _, ev := range evs {
 		if ev.op&opWrite != 0 {
 			if f := c.byPath[ev.path]; f != nil {
-				wake(f.notify)
+				c.waker.notify(f, now)
 			} else if _, _, ok := logName(filepath.Base(ev.path)); ok {
 				// A log file no reader holds was written (a drained
 				// rotation written again): the rescan resumes it.

@@ -58,8 +58,12 @@ type file struct {
 	dirChanged atomic.Bool
 	// polled: no inotify watch covers the file; its reader polls.
 	polled atomic.Bool
-	size   atomic.Int64 // last size a reader saw, for the lag gauge
-	read   atomic.Int64 // offset read up to
+	// notBefore is when the reader may be woken for a write (its last read
+	// plus read_wait, unix nanoseconds); deferred: a wake-up is due then.
+	notBefore atomic.Int64
+	deferred  atomic.Bool
+	size      atomic.Int64 // last size a reader saw, for the lag gauge
+	read      atomic.Int64 // offset read up to
 }
 
 func newFile(dir, path string, id fileID, fp fingerprint, acked int64) *file {
@@ -105,7 +109,7 @@ func fileFromCheckpoint(cp checkpoint) *file {
 
 // addFile records a new entry; c.mu is held.
 func (c *Collector) addFile(f *file) {
-	c.changed()
+	c.setChanged()
 	f.prog.mu.Lock()
 	f.prog.changed = &c.version
 	f.prog.mu.Unlock()
@@ -134,7 +138,7 @@ func (c *Collector) removeFile(f *file) {
 	if f.realPath != "" && c.byPath[f.realPath] == f {
 		delete(c.byPath, f.realPath)
 	}
-	c.changed()
+	c.setChanged()
 	if c.nsFiles[f.ns]--; c.nsFiles[f.ns] <= 0 {
 		delete(c.nsFiles, f.ns)
 		c.m.records.DeleteLabelValues(f.ns)
@@ -147,7 +151,7 @@ func (c *Collector) rename(f *file, path string) {
 	if f.path == path {
 		return
 	}
-	c.changed()
+	c.setChanged()
 	if c.byPath[f.path] == f {
 		delete(c.byPath, f.path)
 		c.byPath[path] = f

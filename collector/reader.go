@@ -105,14 +105,14 @@ func (c *Collector) newReader(f *file, src *Source, ct content, plain *os.File, 
 // a quiet file costs no wake-up, stat or read until it is written. A timer is
 // set only for what inotify cannot say: the polling fallback (the file's
 // folder could not be watched, see file.polled), a record being joined that
-// partial_flush_timeout will send, a rotated file's rotate_wait, and the
-// short read_wait that gathers the lines of a file written a line at a time.
+// partial_flush_timeout will send, and a rotated file's rotate_wait. The
+// read_wait that gathers the lines of a file written a line at a time is
+// the waker's.
 func (r *reader) run(ctx context.Context) ending {
 	cfg := &r.c.cfg
 	// Go 1.23 timers: Reset and Stop leave no stale tick in the channel.
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	var lastRead time.Time
 	look := true // stat the file before waiting: something may be there
 	for ctx.Err() == nil {
 		if look {
@@ -131,7 +131,7 @@ func (r *reader) run(ctx context.Context) ending {
 				r.f.size.Store(st.size)
 				// copytruncate: the file shrank, or (grown again past the
 				// offset while reading was paused) its first line changed.
-				if st.size < r.off || (readable && r.off > 0 && r.verify && !r.fp.matches(r.plain)) {
+				if st.size < r.off || (readable && r.off > 0 && r.verify && !r.sameHead()) {
 					r.truncated()
 					continue
 				}
@@ -158,7 +158,7 @@ func (r *reader) run(ctx context.Context) ending {
 					return endFailed
 				}
 				r.lastGrow = time.Now()
-				lastRead = r.lastGrow
+				r.f.notBefore.Store(r.lastGrow.Add(cfg.ReadWait).UnixNano())
 				if !r.atEnd || !r.followed() || r.f.dirChanged.Load() {
 					continue // more to read, its name to look at, or nothing will say when there is
 				}
@@ -193,26 +193,14 @@ func (r *reader) run(ctx context.Context) ending {
 		} else {
 			timer.Stop()
 		}
-		woken := false
+		// A write wakes the reader at once if it last read more than
+		// read_wait ago, else then (waker): a file written a line at a
+		// time is read a few lines at a time.
 		select {
 		case <-ctx.Done():
 			return endCanceled
 		case <-r.f.notify:
-			woken = true
 		case <-timer.C:
-		}
-		// A file written a line at a time: give it read_wait since the last
-		// read to gather more lines, then read them in one go. The first
-		// line after a quiet spell is read at once.
-		if woken && cfg.ReadWait > 0 {
-			if d := cfg.ReadWait - time.Since(lastRead); d > 0 {
-				timer.Reset(d)
-				select {
-				case <-ctx.Done():
-					return endCanceled
-				case <-timer.C:
-				}
-			}
 		}
 		r.verify = true
 		look = true
@@ -226,6 +214,14 @@ func minWait(a, b time.Duration) time.Duration {
 		return b
 	}
 	return min(a, b)
+}
+
+// sameHead reports whether the file still starts with the line it started
+// with when the reader opened it.
+func (r *reader) sameHead() bool {
+	buf := r.c.pools.head()
+	defer r.c.pools.putHead(buf)
+	return r.fp.matches(r.plain, *buf)
 }
 
 // followed reports whether the reader follows a live file that inotify
