@@ -159,11 +159,14 @@ func (r *reader) run(ctx context.Context) ending {
 				}
 				r.lastGrow = time.Now()
 				r.f.notBefore.Store(r.lastGrow.Add(cfg.ReadWait).UnixNano())
-				if !r.atEnd || !r.followed() || r.f.dirChanged.Load() {
-					continue // more to read, its name to look at, or nothing will say when there is
+				if r.seen < st.size || !r.followed() || r.f.dirChanged.Load() {
+					// More to read (or readSome returned without reading,
+					// having waited for memory), its name to look at, or
+					// nothing will say when there is more.
+					continue
 				}
-				// Read to what the stat said: a write since then has woken
-				// the reader (the notify channel holds it), so wait.
+				// Read all the stat said there was: a write since then has
+				// woken the reader (the notify channel holds it), so wait.
 			} else if st.final || r.deleted || r.rotatedAndQuiet() {
 				// Nothing new to read, and nothing more will come.
 				if err := r.finish(ctx, st.size); err != nil {

@@ -173,3 +173,38 @@ func inotifyQueueEmpty(t *testing.T, w *watcher) bool {
 	}
 	return n == 0
 }
+
+// TestEventDrivenReadingAfterMemoryStall: a reader that read its file to the
+// end, then found it grown but had to wait for memory (the buffer full of
+// unacknowledged batches), reads the rest once there is room, with no new
+// write to wake it.
+func TestEventDrivenReadingAfterMemoryStall(t *testing.T) {
+	n := newNode(t)
+	live := n.container("default", "stalled", "app")
+	cfg := eventDriven(n)
+	cfg.MaxRecordBytes = 1024
+	cfg.ReadBytes = 4096
+	cfg.BufferBytes = 2*cfg.MaxRecordBytes + cfg.ReadBytes
+	sink := newCapture()
+	sink.setHold(true)
+	r := start(t, cfg, sink)
+	first := numberedLines("m", 0, 40) // under read_bytes: read to the end in one go
+	appendFile(t, live, first)
+	waitFor(t, "the first lines, held", func() bool { return sink.distinct() == 40 })
+	const total = 400
+	appendFile(t, live, numberedLines("m", 40, total))
+	size := int64(len(numberedLines("m", 0, total)))
+	waitFor(t, "the reader to see the growth and wait for memory", func() bool {
+		r.c.mu.Lock()
+		f := r.c.byPath[live]
+		r.c.mu.Unlock()
+		return f != nil && f.size.Load() == size && f.read.Load() == int64(len(first))
+	})
+	waitFor(t, "every line", func() bool {
+		sink.release(-1) // acknowledge what was sent, so reading goes on
+		return sink.distinct() == total
+	})
+	if dups := sink.expectLines(t, "m", 0, total); dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+}
