@@ -41,11 +41,11 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -71,7 +71,24 @@ type Collector struct {
 	mode    startMode
 	gen     uint64 // scan generation
 	watched map[string]bool
-	watcher *fsnotify.Watcher
+	watcher *watcher
+	waker   *waker
+	// dirty holds the container log folders inotify saw change since the
+	// last rescan: a rescan reads those, and skips the others whose
+	// modification time did not move (dirScans). linksDirty: something
+	// changed outside them (the glob's folder, a parent, Docker's folder of
+	// a linked file): the glob is read again.
+	dirty      map[string]bool
+	linksDirty bool
+	// fullNext: the next rescan reads every folder (an inotify queue
+	// overflow lost events).
+	fullNext bool
+	rescans  int
+	links    *linkScan           // the glob's last result, while its folder does not change
+	dirScans map[string]*dirScan // per container folder, what its last complete scan saw
+	// extDirs maps a folder holding linked log files (Docker's) to the
+	// container folders whose files live there.
+	extDirs map[string]map[string]bool
 	scan    scanReport // what the last rescan could and could not read
 	// globEmptySince is when the log glob began to match nothing.
 	globEmptySince time.Time
@@ -79,12 +96,23 @@ type Collector struct {
 	// globQuietAfter is how long the glob may match nothing before the
 	// collector says so.
 	globQuietAfter time.Duration
+	// noWatch turns inotify off (tests of the polling fallback).
+	noWatch bool
 
-	saveMu      sync.Mutex // one save at a time
-	lastSaved   []checkpoint
-	saveErr     error // the last save's error, nil once one succeeds
-	saveFails   int   // saves failed in a row
-	saveFailing time.Time
+	// version counts changes of what a checkpoint holds (files added,
+	// renamed, ended, acknowledged): a save with nothing changed costs nothing.
+	version atomic.Uint64
+	// order is every file, sorted by path, as of setVersion (files added,
+	// removed or renamed; guarded by mu): a save sorts only when it moved.
+	order        []*file
+	orderVersion uint64
+	setVersion   uint64
+	saveMu       sync.Mutex // one save at a time
+	savedVersion uint64
+	lastSaved    []checkpoint
+	saveErr      error // the last save's error, nil once one succeeds
+	saveFails    int   // saves failed in a row
+	saveFailing  time.Time
 
 	wg          sync.WaitGroup // readers and the watcher
 	rescanNow   chan struct{}
@@ -95,10 +123,10 @@ type Collector struct {
 
 	// Reconfigure (reconfigure.go): the settings as they are now, the
 	// policies compiled from them, and the loops told of new intervals.
-	liveCfg      atomic.Pointer[Config]
-	reconfMu     sync.Mutex
-	rescanReset  chan struct{}
-	saveReset    chan struct{}
+	liveCfg     atomic.Pointer[Config]
+	reconfMu    sync.Mutex
+	rescanReset chan struct{}
+	saveReset   chan struct{}
 }
 
 // startMode says how files with no checkpoint entry are read at the first scan.
@@ -154,7 +182,11 @@ func New(cfg Config, sink Sink, reg prometheus.Registerer, log *slog.Logger) (*C
 		byPath:         map[string]*file{},
 		nsFiles:        map[string]int{},
 		watched:        map[string]bool{},
+		dirty:          map[string]bool{},
+		dirScans:       map[string]*dirScan{},
+		extDirs:        map[string]map[string]bool{},
 		rescanNow:      make(chan struct{}, 1),
+		waker:          newWaker(),
 		globQuietAfter: 30 * time.Second,
 	}
 	c.initLive(cfg)
@@ -188,21 +220,24 @@ func (c *Collector) Run(ctx context.Context) error {
 	c.saverStop, c.saverDone = make(chan struct{}), make(chan struct{})
 	go c.saveLoop()
 
-	w, err := fsnotify.NewWatcher()
+	w, err := newWatcher()
+	if err == nil && c.noWatch {
+		w.close()
+		err = errors.New("inotify turned off")
+	}
 	if err != nil {
 		// Without inotify (limits reached) the periodic rescan and polling
 		// still find and read everything, only later.
 		c.log.Warn("file watching unavailable, relying on rescans", "err", err)
 	} else {
 		c.watcher = w
-		c.mu.Lock()
-		c.watch(filepath.Dir(c.cfg.LogGlob))
-		c.mu.Unlock()
-		c.wg.Add(1)
-		go func() { defer c.wg.Done(); c.watchEvents(ctx) }()
+		c.watchGlobDir()
+		c.wg.Add(2)
+		go func() { defer c.wg.Done(); c.waker.run(ctx) }()
+		go func() { defer c.wg.Done(); w.run(c.watchEvents) }()
 	}
 
-	c.rescan(ctx)
+	c.rescan(ctx, true)
 	// From now on a checkpoint file exists: a restart is no first start.
 	if err := c.SaveCheckpoints(); err != nil {
 		c.log.Error("saving checkpoints", "err", err)
@@ -213,15 +248,16 @@ func (c *Collector) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			if c.watcher != nil {
-				c.watcher.Close()
+				c.watcher.close()
 			}
 			c.wg.Wait()
 			return nil
 		case <-rescan.C:
 			c.m.rescans.Inc()
-			c.rescan(ctx)
+			c.rescans++
+			c.rescan(ctx, c.rescans%fullRescanEvery == 0)
 		case <-c.rescanNow:
-			c.rescan(ctx)
+			c.rescan(ctx, false)
 		case <-c.rescanReset:
 			rescan.Reset(c.live().RescanInterval)
 		}
@@ -235,14 +271,18 @@ func (c *Collector) saveLoop() {
 	defer close(c.saverDone)
 	t := time.NewTicker(c.live().CheckpointInterval)
 	defer t.Stop()
+	var lagAt time.Time
 	for {
 		select {
 		case <-c.saverStop:
 			return
 		case <-c.saveReset:
 			t.Reset(c.live().CheckpointInterval)
-		case <-t.C:
-			c.updateLag()
+		case now := <-t.C:
+			if now.Sub(lagAt) >= time.Second {
+				lagAt = now
+				c.updateLag()
+			}
 			if err := c.SaveCheckpoints(); err != nil {
 				c.log.Error("saving checkpoints", "err", err)
 			}
@@ -271,19 +311,25 @@ func (c *Collector) SaveCheckpoints() error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
 	c.mu.Lock()
-	var cps []checkpoint
-	c.forEachFile(func(f *file) { cps = append(cps, f.checkpoint()) })
+	version := c.version.Load()
+	if c.lastSaved != nil && version == c.savedVersion {
+		c.mu.Unlock()
+		return nil // nothing moved since the last save
+	}
+	if c.order == nil || c.orderVersion != c.setVersion {
+		// Files came, went or were renamed: sort them again, by path.
+		c.order = c.order[:0]
+		c.forEachFile(func(f *file) { c.order = append(c.order, f) })
+		slices.SortFunc(c.order, func(a, b *file) int { return strings.Compare(a.path, b.path) })
+		c.orderVersion = c.setVersion
+	}
+	cps := make([]checkpoint, 0, len(c.order))
+	for _, f := range c.order {
+		cps = append(cps, f.checkpoint())
+	}
 	c.mu.Unlock()
-	slices.SortFunc(cps, func(a, b checkpoint) int {
-		switch {
-		case a.Path < b.Path:
-			return -1
-		case a.Path > b.Path:
-			return 1
-		}
-		return 0
-	})
 	if c.lastSaved != nil && slices.Equal(cps, c.lastSaved) {
+		c.savedVersion = version
 		return nil
 	}
 	if cps == nil {
@@ -302,7 +348,7 @@ func (c *Collector) SaveCheckpoints() error {
 		return err
 	}
 	c.saveFails, c.saveErr = 0, nil
-	c.lastSaved = cps
+	c.lastSaved, c.savedVersion = cps, version
 	return nil
 }
 
@@ -346,11 +392,22 @@ func (c *Collector) watch(dir string) {
 	if c.watcher == nil || c.watched[dir] {
 		return
 	}
-	if err := c.watcher.Add(dir); err != nil {
+	if err := c.watcher.add(dir); err != nil {
+		// Its files are polled (file.polled) and it is tried again at
+		// the next rescan. ENOSPC: fs.inotify.max_user_watches reached.
 		c.log.Debug("cannot watch", "dir", dir, "err", err)
 		return
 	}
 	c.watched[dir] = true
+}
+
+// changed notes a change of what a checkpoint holds.
+func (c *Collector) changed() { c.version.Add(1) }
+
+// setChanged notes a file added, removed or renamed; c.mu is held.
+func (c *Collector) setChanged() {
+	c.setVersion++
+	c.changed()
 }
 
 // unwatchExcept drops the watches of directories not in keep (gone, or no
@@ -359,44 +416,101 @@ func (c *Collector) unwatchExcept(keep map[string]bool) {
 	for dir := range c.watched {
 		if !keep[dir] {
 			if c.watcher != nil {
-				c.watcher.Remove(dir) // fails for a directory already gone: its watch went with it
+				c.watcher.remove(dir)
 			}
 			delete(c.watched, dir)
 		}
 	}
 }
 
-// watchEvents wakes readers on writes and rescans on anything else.
-func (c *Collector) watchEvents(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case err, ok := <-c.watcher.Errors:
-			if !ok {
-				return
-			}
-			// Usually a queue overflow: events were lost, so look again.
-			c.m.watchErrors.Inc()
+// watchEvents handles a batch of inotify events: a write wakes the file's
+// reader; a file created, renamed or removed marks its folder for the next
+// rescan, started at once. Lost events (a queue overflow, a read error):
+// every reader looks at its file again and the next rescan reads every folder.
+func (c *Collector) watchEvents(evs []watchEvent, err error) {
+	if err != nil {
+		c.m.watchErrors.Inc()
+		if errors.Is(err, errWatchOverflow) {
+			c.m.watchOverflows.Inc()
+			c.log.Warn("inotify event queue overflowed: events were lost; every file is looked at again (raise fs.inotify.max_queued_events)")
+		} else {
 			c.log.Warn("file watcher", "err", err)
-			c.triggerRescan()
-		case ev, ok := <-c.watcher.Events:
-			if !ok {
-				return
+		}
+		c.reconcile()
+		return
+	}
+	rescan := false
+	now := time.Now().UnixNano()
+	c.mu.Lock()
+	for _, ev := range evs {
+		if ev.op&opWrite != 0 {
+			if f := c.byPath[ev.path]; f != nil {
+				c.waker.notify(f, now)
+			} else if _, _, ok := logName(filepath.Base(ev.path)); ok {
+				// A log file no reader holds was written (a drained
+				// rotation written again): the rescan resumes it.
+				rescan = c.markDirty(ev.dir)
 			}
-			if ev.Has(fsnotify.Write) {
-				c.mu.Lock()
-				f := c.byPath[ev.Name]
-				c.mu.Unlock()
-				if f != nil {
-					wake(f.notify)
-				}
+		}
+		if ev.op&opEntry != 0 {
+			rescan = c.markDirty(ev.dir)
+			if c.watched[ev.path] {
+				c.linksDirty = true // a watched folder went or came back
 			}
-			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Rename) || ev.Has(fsnotify.Remove) {
-				c.triggerRescan()
+		}
+		if ev.op&(opSelf|opIgnored) != 0 {
+			// The folder itself went (or its watch did): what it held is
+			// looked at again, and it is watched again if it comes back.
+			if ev.op&opIgnored != 0 {
+				delete(c.watched, ev.dir)
+			}
+			c.markDirty(ev.dir)
+			c.linksDirty = true
+			rescan = true
+		}
+	}
+	c.mu.Unlock()
+	if rescan {
+		c.triggerRescan()
+	}
+}
+
+// markDirty notes that dir changed: the container folders it is, or holds
+// linked files of, are read at the next rescan and their readers look at
+// their names again; any other folder makes the rescan read the glob
+// again. It returns true. c.mu is held.
+func (c *Collector) markDirty(dir string) bool {
+	known := false
+	mark := func(cd string) {
+		known = true
+		c.dirty[cd] = true
+		for _, f := range c.byDir[cd] {
+			if f.reader != nil {
+				f.dirChanged.Store(true)
+				wake(f.notify)
 			}
 		}
 	}
+	if _, ok := c.byDir[dir]; ok {
+		mark(dir)
+	}
+	for cd := range c.extDirs[dir] {
+		mark(cd)
+	}
+	if !known {
+		c.linksDirty = true
+	}
+	return true
+}
+
+// reconcile makes every reader look at its file and name again, and the next
+// rescan read everything: after lost inotify events.
+func (c *Collector) reconcile() {
+	c.mu.Lock()
+	c.fullNext = true
+	c.mu.Unlock()
+	c.reconcileReaders()
+	c.triggerRescan()
 }
 
 func (c *Collector) triggerRescan() { wake(c.rescanNow) }

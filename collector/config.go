@@ -40,8 +40,14 @@ type Config struct {
 	RotateWait time.Duration `yaml:"rotate_wait"`
 	// RescanInterval is the safety net behind fsnotify.
 	RescanInterval time.Duration `yaml:"rescan_interval"`
-	// PollInterval is how often an idle file is checked without an event.
+	// PollInterval is how often a file is checked when no inotify watch
+	// covers it (the fallback: the watch limit was reached).
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// ReadWait is how long a file that is being written a line at a time
+	// gathers lines between two reads: a few milliseconds buy batches of
+	// several lines instead of one read, one batch and one acknowledgement
+	// per line. The first line after a quiet spell is read at once.
+	ReadWait time.Duration `yaml:"read_wait"`
 	// CheckpointInterval is how often checkpoints are persisted.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	// PartialFlushTimeout is how long a record joined from partial lines
@@ -66,6 +72,7 @@ func DefaultConfig() Config {
 		RotateWait:          5 * time.Second,
 		RescanInterval:      5 * time.Second,
 		PollInterval:        time.Second,
+		ReadWait:            100 * time.Millisecond,
 		CheckpointInterval:  200 * time.Millisecond,
 		PartialFlushTimeout: 5 * time.Second,
 		PolicyConfig:        DefaultPolicyConfig(),
@@ -118,6 +125,9 @@ func (c Config) Validate() error {
 	}
 	if c.RotateWait < 0 {
 		bad("rotate_wait", "must not be negative")
+	}
+	if c.ReadWait < 0 || c.ReadWait > time.Second {
+		bad("read_wait", "must be between 0 and 1s, not %s", c.ReadWait)
 	}
 	errs = append(errs, c.PolicyConfig.validate(c.MaxRecordBytes)...)
 	return errors.Join(errs...)

@@ -18,41 +18,106 @@ type containerLogs struct {
 	links map[int]string // restart count -> link path
 }
 
+// fullRescanEvery: every this many periodic rescans, every folder is read
+// and every reader looks at its file, whatever inotify said: the safety net
+// behind the safety net (a minute at the default rescan_interval).
+const fullRescanEvery = 12
+
+// racyAge: a folder modified this recently may change again within the
+// same tick of the file system's clock, unseen by its modification time;
+// its scan is not remembered.
+const racyAge = 2 * time.Second
+
+// dirSig is what says a folder's entries did not change: its inode and
+// modification time (a file created, renamed or removed in it moves it).
+type dirSig struct {
+	ino   uint64
+	mtime int64
+}
+
+// statDir returns dir's signature; stable is false if it changed too
+// recently to be trusted.
+func statDir(dir string, now time.Time) (sig dirSig, stable bool, err error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return dirSig{}, false, err
+	}
+	id, _ := statID(fi)
+	sig = dirSig{ino: id.Ino, mtime: fi.ModTime().UnixNano()}
+	return sig, now.Sub(fi.ModTime()) >= racyAge, nil
+}
+
+// linkScan is what the glob found: reused while its folder does not change
+// and inotify says nothing of it.
+type linkScan struct {
+	sig       dirSig
+	matched   int
+	dirs      map[string]*containerLogs
+	keepWatch map[string]bool
+}
+
+// dirScan is what the last complete scan of a container folder saw: while
+// the folder does not change, is watched, and inotify says nothing of it,
+// a rescan skips it (an idle node's rescan costs a stat per folder).
+type dirScan struct {
+	sig    dirSig
+	report scanReport
+}
+
+// watchGlobDir watches the glob's folder or, until it exists, the nearest
+// folder on the way to it, so that the first files are found at once.
+func (c *Collector) watchGlobDir() string {
+	return c.watchNearest(filepath.Dir(c.cfg.LogGlob))
+}
+
 // rescan reconciles what is on disk with what is known: it finds new files
 // (live, rotated or compressed), follows renames and compression, starts
-// readers, and forgets files gone for good.
-func (c *Collector) rescan(ctx context.Context) {
+// readers, and forgets files gone for good. Unless full, it skips the
+// container folders unchanged since their last scan.
+func (c *Collector) rescan(ctx context.Context, full bool) {
 	if ctx.Err() != nil {
 		return
 	}
-	links, err := filepath.Glob(c.cfg.LogGlob)
-	if err != nil {
-		c.log.Error("bad log glob", "glob", c.cfg.LogGlob, "err", err)
-		return
+	now := time.Now()
+	c.mu.Lock()
+	full = full || c.fullNext || c.watcher == nil
+	c.fullNext = false
+	linksDirty := full || c.linksDirty || c.links == nil
+	c.linksDirty = false
+	dirty := c.dirty
+	c.dirty = map[string]bool{}
+	c.mu.Unlock()
+	if full {
+		c.reconcileReaders()
 	}
-	c.globMatched(len(links), time.Now())
+
 	var next scanReport
-	keepWatch := map[string]bool{filepath.Dir(c.cfg.LogGlob): true}
-	dirs := map[string]*containerLogs{}
-	for _, link := range links {
-		dir, restart, ok := c.linkTarget(link, &next, keepWatch)
+	globDir := filepath.Dir(c.cfg.LogGlob)
+	keepWatch := map[string]bool{}
+	if w := c.watchGlobDir(); w != "" {
+		keepWatch[w] = true
+	}
+	ls := c.links
+	if !linksDirty {
+		sig, _, err := statDir(globDir, now)
+		c.mu.Lock()
+		watched := c.watched[globDir]
+		c.mu.Unlock()
+		if err != nil || sig != ls.sig || !watched {
+			linksDirty = true
+		}
+	}
+	if linksDirty {
+		var ok bool
+		ls, ok = c.scanLinks(globDir, now, &next)
 		if !ok {
-			continue
+			return
 		}
-		cl := dirs[dir]
-		if cl == nil {
-			pd, err := parseContainerDir(dir)
-			if err != nil {
-				c.log.Debug("skipping", "link", link, "err", err)
-				continue
-			}
-			cl = &containerLogs{pd: pd, ids: map[int]string{}, links: map[int]string{}}
-			dirs[dir] = cl
-		}
-		if li, ok := parseLinkName(link); ok {
-			cl.ids[restart] = li.ContainerID
-		}
-		cl.links[restart] = link
+	} else {
+		c.globMatched(ls.matched, now)
+	}
+	for d := range ls.keepWatch {
+		keepWatch[d] = true
 	}
 
 	c.mu.Lock()
@@ -60,19 +125,41 @@ func (c *Collector) rescan(ctx context.Context) {
 	gen := c.gen
 	c.mu.Unlock()
 	scanned := map[string]bool{}
-	names := make([]string, 0, len(dirs))
-	for dir := range dirs {
+	names := make([]string, 0, len(ls.dirs))
+	for dir := range ls.dirs {
 		names = append(names, dir)
 	}
 	sort.Strings(names)
 	for _, dir := range names {
 		c.mu.Lock()
 		c.watch(dir)
+		watched := c.watched[dir]
+		prev := c.dirScans[dir]
 		c.mu.Unlock()
 		keepWatch[dir] = true
-		if c.scanDir(ctx, dir, dirs[dir], gen, &next) {
+		sig, stable, err := statDir(dir, now)
+		if !full && !dirty[dir] && watched && prev != nil && err == nil && sig == prev.sig {
+			next.add(&prev.report)
 			scanned[dir] = true
+			continue
 		}
+		var rep scanReport
+		ok, complete := c.scanDir(ctx, dir, ls.dirs[dir], gen, &rep)
+		next.add(&rep)
+		if !ok {
+			continue
+		}
+		scanned[dir] = true
+		c.mu.Lock()
+		// Remembered only if nothing could slip by unseen: the scan was
+		// complete, the folder old enough, watched, and none of its
+		// files lives elsewhere (Docker's folder, with its own changes).
+		if complete && stable && watched && !c.hasExternal(dir) {
+			c.dirScans[dir] = &dirScan{sig: sig, report: rep}
+		} else {
+			delete(c.dirScans, dir)
+		}
+		c.mu.Unlock()
 	}
 
 	c.mu.Lock()
@@ -87,9 +174,131 @@ func (c *Collector) rescan(ctx context.Context) {
 			}
 		}
 	}
+	for dir := range c.dirScans {
+		if !scanned[dir] {
+			delete(c.dirScans, dir)
+		}
+	}
+	c.watchReaders(keepWatch)
 	c.unwatchExcept(keepWatch)
 	c.scan = next
 	c.mode = modeNormal
+}
+
+// scanLinks reads the glob and resolves its links to container folders. It
+// remembers the result while the glob's folder does not change, unless a link
+// could not be followed (its target may appear without the folder changing).
+func (c *Collector) scanLinks(globDir string, now time.Time, next *scanReport) (*linkScan, bool) {
+	sig, stable, sigErr := statDir(globDir, now)
+	links, err := filepath.Glob(c.cfg.LogGlob)
+	if err != nil {
+		c.log.Error("bad log glob", "glob", c.cfg.LogGlob, "err", err)
+		return nil, false
+	}
+	c.globMatched(len(links), now)
+	ls := &linkScan{sig: sig, matched: len(links), dirs: map[string]*containerLogs{}, keepWatch: map[string]bool{}}
+	cacheable := sigErr == nil && stable
+	for _, link := range links {
+		dir, restart, ok := c.linkTarget(link, next, ls.keepWatch)
+		if !ok {
+			cacheable = false
+			continue
+		}
+		cl := ls.dirs[dir]
+		if cl == nil {
+			pd, err := parseContainerDir(dir)
+			if err != nil {
+				c.log.Debug("skipping", "link", link, "err", err)
+				continue
+			}
+			cl = &containerLogs{pd: pd, ids: map[int]string{}, links: map[int]string{}}
+			ls.dirs[dir] = cl
+		}
+		if li, ok := parseLinkName(link); ok {
+			cl.ids[restart] = li.ContainerID
+		}
+		cl.links[restart] = link
+	}
+	c.mu.Lock()
+	if cacheable {
+		c.links = ls
+	} else {
+		c.links = nil
+	}
+	c.mu.Unlock()
+	return ls, true
+}
+
+// hasExternal reports whether a file of dir being read lives in another
+// folder (a link); c.mu is held.
+func (c *Collector) hasExternal(dir string) bool {
+	for _, f := range c.byDir[dir] {
+		if f.realDir != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// watchReaders keeps the folders of every file being read watched (its
+// container folder, and the folder it really is in if it is a link), even
+// when no link names them any more, rebuilds extDirs, and says which files
+// no watch covers: those are polled. c.mu is held.
+func (c *Collector) watchReaders(keep map[string]bool) {
+	ext := map[string]map[string]bool{}
+	polled := 0
+	c.forEachFile(func(f *file) {
+		if f.reader == nil {
+			return
+		}
+		keep[f.dir] = true
+		c.watch(f.dir)
+		ok := c.watched[f.dir]
+		if f.realDir != "" {
+			keep[f.realDir] = true
+			c.watch(f.realDir)
+			ok = ok && c.watched[f.realDir]
+			if ext[f.realDir] == nil {
+				ext[f.realDir] = map[string]bool{}
+			}
+			ext[f.realDir][f.dir] = true
+		}
+		if f.polled.Swap(!ok) != !ok {
+			wake(f.notify) // let it set or drop its poll timer
+		}
+		if !ok {
+			polled++
+		}
+	})
+	c.extDirs = ext
+	c.m.filesPolled.Set(float64(polled))
+}
+
+// reconcileReaders makes every reader look at its file and its name again.
+func (c *Collector) reconcileReaders() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.forEachFile(func(f *file) {
+		if f.reader != nil {
+			f.dirChanged.Store(true)
+			wake(f.notify)
+		}
+	})
+}
+
+// add merges a folder's report into the rescan's.
+func (s *scanReport) add(o *scanReport) {
+	s.readable += o.readable
+	s.unreadable += o.unreadable
+	if s.example == "" {
+		s.example, s.exampleErr = o.example, o.exampleErr
+	}
+	for p, r := range o.said {
+		if s.said == nil {
+			s.said = map[string]string{}
+		}
+		s.said[p] = r
+	}
 }
 
 func snapshot(fs []*file) []*file { return append([]*file(nil), fs...) }
@@ -133,20 +342,26 @@ func (c *Collector) linkTarget(link string, next *scanReport, keepWatch map[stri
 	return dir, restart, true
 }
 
+func isLink(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode()&os.ModeSymlink != 0
+}
+
 func dirGone(dir string) bool {
 	_, err := os.Stat(dir)
 	return errors.Is(err, fs.ErrNotExist)
 }
 
 // scanDir identifies every live, rotated and compressed log file of one
-// container. It returns false if the directory could not be read.
-func (c *Collector) scanDir(ctx context.Context, dir string, cl *containerLogs, gen uint64, next *scanReport) bool {
+// container. ok is false if the directory could not be read; complete,
+// if no file vanished while it was looked at.
+func (c *Collector) scanDir(ctx context.Context, dir string, cl *containerLogs, gen uint64, next *scanReport) (ok, complete bool) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		c.mu.Lock()
 		c.cannotRead(next, dir, err)
 		c.mu.Unlock()
-		return false
+		return false, false
 	}
 	type name struct {
 		path    string
@@ -180,7 +395,7 @@ func (c *Collector) scanDir(ctx context.Context, dir string, cl *containerLogs, 
 	// Oldest rotation first, so a container's backlog is read in order.
 	sort.Slice(plain, func(i, j int) bool { return plain[i].order < plain[j].order })
 	sort.Slice(gz, func(i, j int) bool { return gz[i].order < gz[j].order })
-	complete := true
+	complete = true
 	for _, n := range gz {
 		// Compressed rotations are older than plain ones: read first.
 		// A .gz whose plain file is still there is the same file: it is
@@ -201,7 +416,7 @@ func (c *Collector) scanDir(ctx context.Context, dir string, cl *containerLogs, 
 		}
 		c.mu.Unlock()
 	}
-	return true
+	return true, complete
 }
 
 // forgetIfGone forgets a file that the scan of its directory did not find,
@@ -229,7 +444,11 @@ func rotationOrder(name string) string {
 // do with it. It returns false if the file vanished while being looked at
 // (the scan of the directory is then not complete).
 func (c *Collector) examine(ctx context.Context, dir, path string, restart int, rotated, compressed bool, cl *containerLogs, gen uint64, next *scanReport) bool {
-	fh, fi, err := c.roots.openLog(path)
+	if !compressed && c.stillReading(dir, path, gen) {
+		next.readable++
+		return true
+	}
+	fh, fi, real, err := c.roots.openLog(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false
@@ -241,7 +460,7 @@ func (c *Collector) examine(ctx context.Context, dir, path string, restart int, 
 	}
 	next.readable++
 	id, _ := statID(fi)
-	cand := &candidate{dir: dir, path: path, id: id, size: fi.Size(), gz: compressed}
+	cand := &candidate{dir: dir, path: path, real: real, id: id, size: fi.Size(), gz: compressed}
 	cand.load = func(n int) ([]byte, error) {
 		if compressed {
 			return gunzipHead(fh, n)
@@ -265,6 +484,29 @@ func (c *Collector) examine(ctx context.Context, dir, path string, restart int, 
 	if !kept {
 		fh.Close()
 	}
+	return true
+}
+
+// stillReading reports whether path is the file a reader already follows
+// under that name (same inode: while a reader holds it open, the inode
+// says it all), and marks it seen; a stat instead of opening and reading its
+// head.
+func (c *Collector) stillReading(dir, path string, gen uint64) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	id, ok := statID(fi)
+	if !ok {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.byPath[path]
+	if f == nil || f.reader == nil || f.gz || f.dir != dir || f.path != path || f.id != id {
+		return false
+	}
+	f.seen = gen
 	return true
 }
 
@@ -371,6 +613,14 @@ func (c *Collector) startReader(ctx context.Context, f *file, cand *candidate, f
 	f.reader = r
 	if plain != nil {
 		c.byPath[f.path] = f
+		// A link to a file in another folder (cri-dockerd): inotify
+		// reports its writes there, under its real name.
+		if real := cand.real; real != "" && filepath.Dir(real) != filepath.Dir(cand.path) && isLink(cand.path) {
+			f.realPath, f.realDir = real, filepath.Dir(real)
+			c.byPath[real] = f
+			c.watch(f.realDir)
+		}
+		f.polled.Store(!c.watched[f.dir] || (f.realDir != "" && !c.watched[f.realDir]))
 	}
 	c.m.filesTailed.Inc()
 	c.wg.Add(1)
@@ -395,9 +645,19 @@ func (c *Collector) runReader(ctx context.Context, r *reader) {
 	if c.byPath[f.path] == f {
 		delete(c.byPath, f.path)
 	}
+	if f.realPath != "" {
+		if c.byPath[f.realPath] == f {
+			delete(c.byPath, f.realPath)
+		}
+		f.realPath, f.realDir = "", ""
+	}
+	c.changed()
 	if end == endDrained {
 		f.ended, f.end = true, r.off
 	} else {
+		if ctx.Err() == nil {
+			c.dirty[f.dir] = true // the next rescan starts another reader
+		}
 		// Stopped, failed, or a deleted file left over
 		// deleted_hold_bytes: a next reader (of its .gz, if the kubelet
 		// compressed it) starts where this one stopped.

@@ -45,9 +45,25 @@ type file struct {
 	doneAtLoad bool
 	seen       uint64 // the scan generation that last found it on disk
 
+	// realDir is the folder the live file really is in, when its name in
+	// dir is a link to another folder (cri-dockerd: 0.log links to
+	// Docker's <id>-json.log): watched too, since inotify reports writes
+	// there. Set while a reader holds the file.
+	realDir  string
+	realPath string
+
 	notify chan struct{} // wakes the reader: the file was written
-	size   atomic.Int64  // last size a reader saw, for the lag gauge
-	read   atomic.Int64  // offset read up to
+	// dirChanged: a file was created, renamed or removed in its folder
+	// since the reader last looked at its name (inotify).
+	dirChanged atomic.Bool
+	// polled: no inotify watch covers the file; its reader polls.
+	polled atomic.Bool
+	// notBefore is when the reader may be woken for a write (its last read
+	// plus read_wait, unix nanoseconds); deferred: a wake-up is due then.
+	notBefore atomic.Int64
+	deferred  atomic.Bool
+	size      atomic.Int64 // last size a reader saw, for the lag gauge
+	read      atomic.Int64 // offset read up to
 	// lastRead (Unix nanoseconds) and deleted are for Files (status.go):
 	// when a reader last read from the file, and whether it saw it deleted.
 	lastRead atomic.Int64
@@ -97,6 +113,10 @@ func fileFromCheckpoint(cp checkpoint) *file {
 
 // addFile records a new entry; c.mu is held.
 func (c *Collector) addFile(f *file) {
+	c.setChanged()
+	f.prog.mu.Lock()
+	f.prog.changed = &c.version
+	f.prog.mu.Unlock()
 	c.byDir[f.dir] = append(c.byDir[f.dir], f)
 	c.nsFiles[f.ns]++
 }
@@ -119,6 +139,10 @@ func (c *Collector) removeFile(f *file) {
 	if c.byPath[f.path] == f {
 		delete(c.byPath, f.path)
 	}
+	if f.realPath != "" && c.byPath[f.realPath] == f {
+		delete(c.byPath, f.realPath)
+	}
+	c.setChanged()
 	if c.nsFiles[f.ns]--; c.nsFiles[f.ns] <= 0 {
 		delete(c.nsFiles, f.ns)
 		c.m.records.DeleteLabelValues(f.ns)
@@ -131,6 +155,7 @@ func (c *Collector) rename(f *file, path string) {
 	if f.path == path {
 		return
 	}
+	c.setChanged()
 	if c.byPath[f.path] == f {
 		delete(c.byPath, f.path)
 		c.byPath[path] = f

@@ -185,10 +185,19 @@ type running struct {
 
 func start(t *testing.T, cfg Config, sink Sink) *running {
 	t.Helper()
+	return startWith(t, cfg, sink, nil)
+}
+
+// startWith is start, with setup called on the collector before it runs.
+func startWith(t *testing.T, cfg Config, sink Sink, setup func(*Collector)) *running {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	c, err := New(cfg, sink, reg, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(c)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

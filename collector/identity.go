@@ -92,19 +92,24 @@ func (fp fingerprint) matchesHead(head []byte) bool {
 	return len(head) >= fp.Len && hash64(head[:fp.Len]) == fp.Sum
 }
 
-// matches reads the first Len bytes of r and compares them.
-func (fp fingerprint) matches(r io.ReaderAt) bool {
+// matches reads the first Len bytes of r into buf (at least Len bytes
+// long) and compares them.
+func (fp fingerprint) matches(r io.ReaderAt, buf []byte) bool {
 	if fp.Len == 0 {
 		return true
 	}
-	head, err := readHead(r, fp.Len)
-	return err == nil && fp.matchesHead(head)
+	n, err := r.ReadAt(buf[:fp.Len], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false
+	}
+	return fp.matchesHead(buf[:n])
 }
 
 // candidate is a file found in a container log directory, to be identified.
 type candidate struct {
 	dir  string
 	path string
+	real string // resolved path, for a plain file
 	id   fileID
 	size int64 // of the file on disk (compressed for a .gz)
 	gz   bool

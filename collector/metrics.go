@@ -21,6 +21,8 @@ type metrics struct {
 	rescans           prometheus.Counter
 	compressedResumed prometheus.Counter
 	watchErrors       prometheus.Counter
+	watchOverflows    prometheus.Counter
+	filesPolled       prometheus.Gauge
 	unreadable        *prometheus.CounterVec // reason
 }
 
@@ -94,6 +96,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "logagent_collector_watch_errors_total",
 			Help: "Errors reported by the file-system watcher (e.g. queue overflow).",
 		}),
+		watchOverflows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logagent_collector_watch_overflows_total",
+			Help: "inotify event queue overflows (events lost); each makes every reader look at its file again and the next rescan read every folder.",
+		}),
+		filesPolled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "logagent_collector_files_polled",
+			Help: "Files being read that no inotify watch covers (the watch limit was reached, or inotify is unavailable): checked every poll_interval instead.",
+		}),
 		unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "logagent_collector_unreadable_total",
 			Help: "Log files, directories or links that could not be read, by reason (permission, outside_roots, not_regular, error); each counted once while it stays so.",
@@ -105,7 +115,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.filesTailed, m.records, m.bytes, m.parseErrors, m.partialJoins, m.partialFlushed,
 			m.recordsSplit, m.rotations, m.lagBytes, m.droppedBytes, m.inflightBytes, m.bufferUsed,
-			m.memoryStalls, m.checkpointErrs, m.rescans, m.watchErrors, m.compressedResumed, m.unreadable)
+			m.memoryStalls, m.checkpointErrs, m.rescans, m.watchErrors, m.watchOverflows, m.filesPolled, m.compressedResumed, m.unreadable)
 	}
 	return m
 }

@@ -267,14 +267,14 @@ func (r *reader) joinerHeld() int64 {
 	return r.j.Held()
 }
 
-// staleWait shortens wait to when the oldest partial record or open group
-// is due to be flushed.
+// staleWait shortens wait (negative: none) to when the oldest partial
+// record or open group is due to be flushed.
 func (r *reader) staleWait(wait time.Duration) time.Duration {
 	if last, ok := r.dec.oldestPiece(); ok {
-		wait = min(wait, max(time.Duration(last+int64(r.c.live().PartialFlushTimeout)-time.Now().UnixNano()), time.Millisecond))
+		wait = minWait(wait, max(time.Duration(last+int64(r.c.live().PartialFlushTimeout)-time.Now().UnixNano()), time.Millisecond))
 	}
 	if !r.mlDue.IsZero() {
-		wait = min(wait, max(time.Until(r.mlDue), time.Millisecond))
+		wait = minWait(wait, max(time.Until(r.mlDue), time.Millisecond))
 	}
 	return wait
 }

@@ -11,7 +11,21 @@ type pools struct {
 	size int // read_bytes: only buffers of this size are recycled
 	bufs sync.Pool
 	recs sync.Pool
+	// heads are buffers of fingerprintMax bytes, for the first-line check
+	// a reader makes before each read after a pause.
+	heads sync.Pool
 }
+
+// head returns a buffer of fingerprintMax bytes; give it back with putHead.
+func (p *pools) head() *[]byte {
+	if b, ok := p.heads.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, fingerprintMax)
+	return &b
+}
+
+func (p *pools) putHead(b *[]byte) { p.heads.Put(b) }
 
 func newPools(readBytes int) *pools { return &pools{size: readBytes} }
 

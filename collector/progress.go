@@ -1,6 +1,9 @@
 package collector
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // progress finds, for one file, the offset below which every record has been
 // acknowledged. Batches may be acknowledged in any order (several Forward
@@ -11,6 +14,16 @@ type progress struct {
 	acked int64 // the checkpoint: all records before it are delivered
 	head  uint64
 	queue []pendingBatch // batches not yet released, in the order they were read
+	// changed, if set, counts changes of the checkpoint (Collector.version):
+	// checkpoints are saved only when it moved.
+	changed *atomic.Uint64
+}
+
+// bump notes a change; p.mu is held.
+func (p *progress) bump() {
+	if p.changed != nil {
+		p.changed.Add(1)
+	}
 }
 
 type pendingBatch struct {
@@ -46,6 +59,7 @@ func (p *progress) ack(seq uint64) {
 	if n > 0 {
 		p.head += uint64(n)
 		p.queue = append(p.queue[:0], p.queue[n:]...)
+		p.bump()
 	}
 }
 
@@ -55,7 +69,10 @@ func (p *progress) advance(off int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.queue) == 0 {
-		p.acked = off
+		if p.acked != off {
+			p.acked = off
+			p.bump()
+		}
 		return
 	}
 	// Behind an outstanding batch: record it as an already delivered entry.
@@ -70,6 +87,7 @@ func (p *progress) reset(off int64) {
 	p.head += uint64(len(p.queue))
 	p.queue = p.queue[:0]
 	p.acked = off
+	p.bump()
 }
 
 func (p *progress) offset() (acked int64, outstanding int) {

@@ -101,87 +101,153 @@ func (c *Collector) newReader(f *file, src *Source, ct content, plain *os.File, 
 }
 
 // run reads until the file is finished or ctx is done.
+//
+// Reading is driven by inotify (Collector.watchEvents wakes the reader on a
+// write to the file, and on a rename, creation or removal in its folder):
+// a quiet file costs no wake-up, stat or read until it is written. A timer is
+// set only for what inotify cannot say: the polling fallback (the file's
+// folder could not be watched, see file.polled), a record being joined that
+// partial_flush_timeout will send, and a rotated file's rotate_wait. The
+// read_wait that gathers the lines of a file written a line at a time is
+// the waker's.
 func (r *reader) run(ctx context.Context) ending {
-	poll := time.NewTimer(r.c.live().PollInterval)
-	defer poll.Stop()
+	// Go 1.23 timers: Reset and Stop leave no stale tick in the channel.
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	look := true // stat the file before waiting: something may be there
 	for ctx.Err() == nil {
-		st, err := r.content.stat()
-		if err != nil {
-			r.c.log.Error("stat", "path", r.src.Path, "err", err)
-			return endFailed
-		}
-		readable := st.size > max(r.off, r.seen)
-		if r.plain != nil {
-			r.f.size.Store(st.size)
-			// copytruncate: the file shrank, or (grown again past the
-			// offset while reading was paused) its first line changed.
-			if st.size < r.off || (readable && r.off > 0 && r.verify && !r.fp.matches(r.plain)) {
-				r.truncated(ctx)
-				continue
+		cfg := r.c.live() // a reload may change it
+		if look {
+			// Wake-ups queued before this look are covered by it.
+			select {
+			case <-r.f.notify:
+			default:
+			}
+			st, err := r.content.stat()
+			if err != nil {
+				r.c.log.Error("stat", "path", r.src.Path, "err", err)
+				return endFailed
+			}
+			readable := st.size > max(r.off, r.seen)
+			if r.plain != nil {
+				r.f.size.Store(st.size)
+				// copytruncate: the file shrank, or (grown again past the
+				// offset while reading was paused) its first line changed.
+				if st.size < r.off || (readable && r.off > 0 && r.verify && !r.sameHead()) {
+					r.truncated(ctx)
+					continue
+				}
+				if readable {
+					r.verify = false
+				}
+				if st.deleted && !r.deleted {
+					r.deleted = true
+					r.f.deleted.Store(true)
+					if !r.holdDeleted(st.size - r.off) {
+						return endGaveUp
+					}
+				}
+				if r.deleted {
+					r.c.deletedHeld.Add(st.size - r.off - r.deletedAt)
+					r.deletedAt = st.size - r.off
+				}
 			}
 			if readable {
-				r.verify = false
-			}
-			if st.deleted && !r.deleted {
-				r.deleted = true
-				r.f.deleted.Store(true)
-				if !r.holdDeleted(st.size - r.off) {
-					return endGaveUp
+				if err := r.readSome(ctx, st.size, false); err != nil {
+					if ctx.Err() != nil {
+						return endCanceled
+					}
+					r.c.log.Error("read", "path", r.src.Path, "err", err)
+					return endFailed
 				}
-			}
-			if r.deleted {
-				r.c.deletedHeld.Add(st.size - r.off - r.deletedAt)
-				r.deletedAt = st.size - r.off
-			}
-		}
-		if readable {
-			if err := r.readSome(ctx, st.size, false); err != nil {
-				if ctx.Err() != nil {
-					return endCanceled
+				r.lastGrow = time.Now()
+				r.f.notBefore.Store(r.lastGrow.Add(cfg.ReadWait).UnixNano())
+				if r.seen < st.size || !r.followed() || r.f.dirChanged.Load() {
+					// More to read (or readSome returned without reading,
+					// having waited for memory), its name to look at, or
+					// nothing will say when there is more.
+					continue
 				}
-				r.c.log.Error("read", "path", r.src.Path, "err", err)
-				return endFailed
-			}
-			r.lastGrow = time.Now()
-			continue
-		}
-		// Nothing new to read.
-		if st.final || r.deleted || r.rotatedAndQuiet() {
-			if err := r.finish(ctx, st.size); err != nil {
-				if ctx.Err() != nil {
-					return endCanceled
+				// Read all the stat said there was: a write since then has
+				// woken the reader (the notify channel holds it), so wait.
+			} else if st.final || r.deleted || r.rotatedAndQuiet() {
+				// Nothing new to read, and nothing more will come.
+				if err := r.finish(ctx, st.size); err != nil {
+					if ctx.Err() != nil {
+						return endCanceled
+					}
+					r.c.log.Error("read", "path", r.src.Path, "err", err)
+					return endFailed
 				}
-				r.c.log.Error("read", "path", r.src.Path, "err", err)
-				return endFailed
+				return endDrained
 			}
-			return endDrained
 		}
 		r.flushStale(ctx)
 		r.trim()
-		cfg := r.c.live() // a reload may change it
-		wait := r.staleWait(cfg.PollInterval)
-		if !poll.Stop() {
-			select {
-			case <-poll.C:
-			default:
-			}
+		wait := time.Duration(-1) // no timer: inotify wakes the reader
+		if r.polled() || r.plain == nil || r.deleted {
+			wait = cfg.PollInterval
 		}
-		poll.Reset(wait)
+		if !r.live || !r.rotatedAt.IsZero() {
+			wait = minWait(wait, max(cfg.RotateWait-time.Since(r.lastGrow), time.Millisecond))
+		}
+		// A record being joined from partial lines, or a multiline group,
+		// due to be sent as it is.
+		wait = r.staleWait(wait)
+		if wait >= 0 {
+			timer.Reset(wait)
+		} else {
+			timer.Stop()
+		}
+		// A write wakes the reader at once if it last read more than
+		// read_wait ago, else then (waker): a file written a line at a
+		// time is read a few lines at a time.
 		select {
 		case <-ctx.Done():
+			return endCanceled
 		case <-r.f.notify:
-		case <-poll.C:
+		case <-timer.C:
 		}
 		r.verify = true
+		look = true
 	}
 	return endCanceled
 }
 
+// minWait is the shorter of two waits, where a negative one is none.
+func minWait(a, b time.Duration) time.Duration {
+	if a < 0 {
+		return b
+	}
+	return min(a, b)
+}
+
+// sameHead reports whether the file still starts with the line it started
+// with when the reader opened it.
+func (r *reader) sameHead() bool {
+	buf := r.c.pools.head()
+	defer r.c.pools.putHead(buf)
+	return r.fp.matches(r.plain, *buf)
+}
+
+// followed reports whether the reader follows a live file that inotify
+// covers: it then waits for an event, with no timer, once it has read all
+// there was. Any other (rotated, deleted, compressed, polled) is looked at
+// again until it is finished.
+func (r *reader) followed() bool {
+	return r.live && r.rotatedAt.IsZero() && r.plain != nil && !r.deleted && !r.polled()
+}
+
+// polled reports whether no inotify watch covers the file: it is looked at
+// every poll_interval instead.
+func (r *reader) polled() bool { return r.f.polled.Load() }
+
 // rotatedAndQuiet reports whether the file was rotated away (renamed: the
 // runtime reopens the live name soon after) and has been quiet for
-// rotate_wait since its last growth.
+// rotate_wait since its last growth. The name is looked at only when its
+// folder changed (inotify) or when the file is polled.
 func (r *reader) rotatedAndQuiet() bool {
-	if r.live && r.rotatedAt.IsZero() && r.renamed() {
+	if r.live && r.rotatedAt.IsZero() && (r.f.dirChanged.Swap(false) || r.polled()) && r.renamed() {
 		r.rotatedAt = time.Now()
 		r.c.m.rotations.WithLabelValues("rename").Inc()
 	}
@@ -674,6 +740,7 @@ func (r *reader) updateFingerprint() {
 	r.c.mu.Lock()
 	if r.f.reader == r {
 		r.f.fp = fp
+		r.c.changed()
 	}
 	r.c.mu.Unlock()
 }

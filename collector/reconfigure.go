@@ -63,7 +63,7 @@ func (c *Collector) live() *Config { return c.liveCfg.Load() }
 // Reconfigure applies a new configuration while the collector runs:
 // buffer_bytes (a smaller budget takes effect as acknowledgements free
 // room; nothing held is given back), deleted_hold_bytes, rotate_wait,
-// rescan_interval, poll_interval (from each file's next wait),
+// rescan_interval, poll_interval (from each file's next wait), read_wait,
 // checkpoint_interval, partial_flush_timeout, and the multiline and
 // rate_limit policies (Policies). The settings that apply only at start
 // keep their running values and are named in a *NotLiveError; the rest is

@@ -83,42 +83,43 @@ func classify(err error) *readError {
 
 // openLog opens a log file for reading if it is a regular file under the
 // roots. The check is made on the opened descriptor (/proc/self/fd), so a
-// link swapped between the check and the open cannot redirect it.
-func (rs logRoots) openLog(path string) (*os.File, os.FileInfo, error) {
+// link swapped between the check and the open cannot redirect it. real is
+// the file's resolved path.
+func (rs logRoots) openLog(path string) (fh *os.File, fi os.FileInfo, real string, err error) {
 	// Not opened if not regular: opening a FIFO would block.
-	fi, err := os.Stat(path)
+	fi, err = os.Stat(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, nil, &readError{reasonNotRegular, fmt.Errorf("%s: not a regular file (%s)", path, fi.Mode().Type())}
+		return nil, nil, "", &readError{reasonNotRegular, fmt.Errorf("%s: not a regular file (%s)", path, fi.Mode().Type())}
 	}
-	fh, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	fh, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	real, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fh.Fd()))
+	real, err = os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fh.Fd()))
 	if err != nil {
 		real, err = filepath.EvalSymlinks(path) // no /proc: check the name instead
 	}
 	if err != nil {
 		fh.Close()
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	if !rs.contains(real) {
 		fh.Close()
-		return nil, nil, &readError{reasonOutsideRoot, fmt.Errorf("%s resolves to %s, outside the log roots %v", path, real, []string(rs))}
+		return nil, nil, "", &readError{reasonOutsideRoot, fmt.Errorf("%s resolves to %s, outside the log roots %v", path, real, []string(rs))}
 	}
 	fi, err = fh.Stat()
 	if err != nil {
 		fh.Close()
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	if !fi.Mode().IsRegular() {
 		fh.Close()
-		return nil, nil, &readError{reasonNotRegular, fmt.Errorf("%s: not a regular file", path)}
+		return nil, nil, "", &readError{reasonNotRegular, fmt.Errorf("%s: not a regular file", path)}
 	}
-	return fh, fi, nil
+	return fh, fi, real, nil
 }
 
 // checkDir reports an error if dir does not resolve to a directory under the roots.

@@ -216,12 +216,15 @@ func runNode(b *testing.B, bin string, w nodeWorkload) nodeResult {
 	r.window = time.Since(start)
 	cpu1 := procCPU(b, pid)
 	r.cpu, r.cpuWriting = cpu1, cpu1-cpu0
-	if profile != "" {
+	if profile != "" && w.idle == 0 {
 		stopProfile(b, cmd.Process, profile)
 	}
 	if w.idle > 0 {
 		time.Sleep(w.idle) // the workload: silence
 		r.idleCPU = procCPU(b, pid) - cpu1
+		if profile != "" {
+			stopProfile(b, cmd.Process, profile) // the profile covers the silence too
+		}
 	}
 	r.rss = procHWM(b, pid)
 	r.lost = r.written - tr.distinctCount()
