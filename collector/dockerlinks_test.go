@@ -24,7 +24,10 @@ func numberedDockerLines(prefix string, from, to int) string {
 // Docker's /var/lib/docker/containers/<id>/<id>-json.log. Every line written
 // there, before and after the agent started, and across Docker's own
 // rotation (id-json.log renamed to id-json.log.1, a new id-json.log), arrives,
-// found and read by inotify alone (Docker's folders are watched too).
+// found and read by inotify alone (Docker's folders are watched too); and
+// across a rotation while the agent is down, whose older lines are only in
+// Docker's id-json.log.1 beside the live file (dockerfiles.go). Records carry
+// the pod's identity from its pod folder.
 func TestCriDockerdLinks(t *testing.T) {
 	n := newNode(t)
 	docker := filepath.Join(n.root, "docker", "containers")
@@ -54,7 +57,7 @@ func TestCriDockerdLinks(t *testing.T) {
 	cfg := eventDriven(n)
 	cfg.LogRoots = []string{filepath.Join(n.root, "pods"), docker}
 	sink := newCapture()
-	start(t, cfg, sink)
+	r := start(t, cfg, sink)
 	waitFor(t, "the lines written before start", func() bool { return sink.distinct() >= containers*100 })
 	for i, jl := range jsonLogs {
 		appendFile(t, jl, numberedDockerLines(fmt.Sprint("c", i), 100, 200))
@@ -67,9 +70,30 @@ func TestCriDockerdLinks(t *testing.T) {
 		appendFile(t, jl, numberedDockerLines(fmt.Sprint("c", i), 200, 300))
 	}
 	waitFor(t, "the lines after Docker's rotation", func() bool { return sink.distinct() >= containers*300 })
+	r.stop()
+
+	// Down while Docker rotates again: lines 300-399 are only in .1.
+	for i, jl := range jsonLogs {
+		appendFile(t, jl, numberedDockerLines(fmt.Sprint("c", i), 300, 400))
+		os.Remove(jl + ".1")
+		if err := os.Rename(jl, jl+".1"); err != nil {
+			t.Fatal(err)
+		}
+		appendFile(t, jl, numberedDockerLines(fmt.Sprint("c", i), 400, 450))
+	}
+	r = start(t, cfg, sink)
+	waitFor(t, "the lines of a rotation while the agent was down", func() bool { return sink.distinct() >= containers*450 })
+	r.stop()
 	for i := range containers {
-		if dups := sink.expectLines(t, fmt.Sprint("c", i), 0, 300); dups > 0 {
+		if dups := sink.expectLines(t, fmt.Sprint("c", i), 0, 450); dups > 0 {
 			t.Errorf("container %d: %d duplicates", i, dups)
+		}
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for _, s := range sink.sources {
+		if s.Namespace != "default" || !strings.HasPrefix(s.Pod, "pod") || s.Container != "app" {
+			t.Errorf("source %s/%s/%s, want default/pod<i>/app (from the pod folder)", s.Namespace, s.Pod, s.Container)
 		}
 	}
 }

@@ -1,14 +1,11 @@
 package collector
 
 import (
-	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -240,30 +237,7 @@ func TestRateLimitSlowsReading(t *testing.T) {
 // startWithSource runs a collector whose policies come from src.
 func startWithSource(t *testing.T, cfg Config, sink Sink, src PolicySource) *running {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	c, err := New(cfg, sink, reg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetPolicySource(src)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Run(ctx)
-	}()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			<-done
-			if err := c.Close(); err != nil {
-				t.Errorf("close: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return &running{c: c, reg: reg, stop: stop}
+	return startWith(t, cfg, sink, func(c *Collector) { c.SetPolicySource(src) })
 }
 
 func fileReadOf(c *Collector, path string) int64 {
@@ -327,7 +301,9 @@ func TestMultilineUnderMemoryPressure(t *testing.T) {
 	cfg.BufferBytes = 2*cfg.MaxRecordBytes + cfg.ReadBytes
 	cfg.Multiline.Select = []MultilineSelect{{Rule: "java"}}
 	cfg.Multiline.MaxBytes = 4096
-	cfg.Multiline.FlushTimeout = 50 * time.Millisecond
+	// Long enough that no wait for memory, however slow the machine,
+	// outlasts it: groups end by their rule or max_bytes, as in one go.
+	cfg.Multiline.FlushTimeout = 2 * time.Second
 	var text strings.Builder
 	frame := strings.Repeat("y", 1200)
 	for i := range 300 {
