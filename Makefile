@@ -52,11 +52,12 @@ fuzz:
 
 ## bench: micro-benchmarks, then the agent as its own process: the bulk pipeline (genlogs data
 ## when ../shared has it, enriched from a real kube-apiserver when the test tools are built),
-## many files (300 and 2,000 at 10k lines/s), freshness (20k lines/s with rotation) and idle
-## cost (500 quiet files). LOGAGENT_BENCH_BIN=path measures another build of the agent.
+## many files (300 and 2,000 at 10k lines/s), freshness (20k lines/s with rotation), idle
+## cost (500 quiet files), long records (100 files of 1,000 KiB records: peak RSS) and a noisy
+## neighbour held by its rate limit. LOGAGENT_BENCH_BIN=path measures another build of the agent.
 bench:
 	GENLOGS=$(GENLOGS) $(GO) test -run '^$$' -bench . -benchmem ./collector/ ./enrich/ ./output/
-	GENLOGS=$(GENLOGS) $(GO) test -run '^$$' -bench 'Pipeline|Node' -benchtime 1x -timeout 60m ./cmd/logagent/
+	GENLOGS=$(GENLOGS) $(GO) test -run '^$$' -bench 'Pipeline|Node|LongRecords|RateLimitFlood' -benchtime 1x -timeout 60m ./cmd/logagent/
 
 ## soak: randomized fault soak of the agent binary, outside `make test`: kills, stops, receiver
 ## outages, rotation storms, copytruncate, pod churn; prints lines written, lost and duplicated.

@@ -22,7 +22,7 @@ import (
 // once, whole (joined from its pieces: none split, none sent unfinished).
 func BenchmarkLongRecords(b *testing.B) {
 	const containers, records, recordBytes, piece = 100, 20, 1000 << 10, 16 << 10
-	bin := buildAgent(b)
+	bin := agentBinary(b)
 	var cpu time.Duration
 	var maxRSS int64
 	for range b.N {
