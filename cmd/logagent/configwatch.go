@@ -54,13 +54,15 @@ func (w configWatch) run(ctx context.Context, changed func()) {
 		defer fw.Close()
 		events, errs = fw.Events, fw.Errors
 	}
+	// The content the start's call covers, taken before it: a change made
+	// while it runs is seen by the next poll.
+	last := fileHash(w.path)
 	changed()
 
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	poll := time.NewTicker(w.poll)
 	defer poll.Stop()
-	last := fileHash(w.path)
 	for {
 		select {
 		case <-ctx.Done():
@@ -77,7 +79,7 @@ func (w configWatch) run(ctx context.Context, changed func()) {
 				debounce.Reset(w.debounce)
 			}
 		case <-debounce.C:
-			last = fileHash(w.path)
+			last = fileHash(w.path) // before the call, as at the start
 			changed()
 		}
 	}

@@ -167,14 +167,16 @@ func TestConfigWatchPolls(t *testing.T) {
 	}
 	want := fileHash(path)
 	deadline := time.After(10 * time.Second)
+	var got []string
 	for {
 		select {
 		case h := <-seen:
+			got = append(got, h)
 			if h == want {
 				return
 			}
 		case <-deadline:
-			t.Fatal("the new file was not reported")
+			t.Fatalf("the new file was not reported: %q, want %q", got, want)
 		}
 	}
 }
