@@ -23,6 +23,9 @@ func shares(t *testing.T, recv []*forwardtest.Receiver, n int) []float64 {
 		}
 		return s
 	}
+	// What was in flight under the previous weights (or servers) is
+	// acknowledged first: the shares are measured after it.
+	grows(t, "records over the servers", n/4, total)
 	for i, r := range recv {
 		before[i] = r.Records()
 	}
