@@ -117,7 +117,11 @@ func TestDiscoveryFollowsScaling(t *testing.T) {
 			for i, n := range got {
 				share := float64(n) / float64(sum)
 				t.Logf("server %d: %d of %d records (%.1f%%)", i, n, sum, 100*share)
-				if share < 0.25 || share > 0.42 {
+				// Chunks are large and sending is work-conserving (a
+				// server whose acknowledgements come later gets less), so
+				// a share is about a third, not exactly: this catches a
+				// server left out or one taking the others' part.
+				if share < 0.2 || share > 0.47 {
 					t.Errorf("server %d took %.1f%% of the records over three equal servers, want about a third: %v", i, 100*share, got)
 				}
 			}
