@@ -38,7 +38,6 @@ const maxTentative = 16
 // Not safe for concurrent use.
 type Joiner struct {
 	rule   *MultilineRule
-	start  *mlState // rule.states[0]
 	lim    MultilineLimits
 	m      *multilineMetrics
 	joined prometheus.Counter // groups of this rule
@@ -80,7 +79,7 @@ func NewJoiner(rule *MultilineRule, lim MultilineLimits, m *multilineMetrics) *J
 	}
 	lim.MaxLines = max(lim.MaxLines, 1)
 	lim.MaxBytes = max(lim.MaxBytes, 1)
-	return &Joiner{rule: rule, start: &rule.states[0], lim: lim, m: m, joined: m.groups.WithLabelValues(rule.name)}
+	return &Joiner{rule: rule, lim: lim, m: m, joined: m.groups.WithLabelValues(rule.name)}
 }
 
 // Rule is the rule the joiner follows.
@@ -92,11 +91,14 @@ func (j *Joiner) Rule() *MultilineRule { return j.rule }
 func (j *Joiner) Add(r Record, start int64, emit func(Record)) {
 	g := &j.groups[r.Stream&1]
 	if !g.open {
-		if j.start.rejects(r.Log) {
-			emit(r) // the common line, decided by a byte or two
+		// The common line: no group open, and the start state turns
+		// it away, mostly by its prefilters.
+		next, ok := j.rule.step(0, r.Log)
+		if !ok || next == stateEnd {
+			emit(r)
 			return
 		}
-		j.begin(g, r, start, emit)
+		j.open(g, r, start, next)
 		return
 	}
 	next, ok := j.rule.step(g.state, r.Log)
@@ -131,6 +133,11 @@ func (j *Joiner) begin(g *mlGroup, r Record, start int64, emit func(Record)) {
 		emit(r)
 		return
 	}
+	j.open(g, r, start, next)
+}
+
+// open makes r the first line of a group in state next.
+func (j *Joiner) open(g *mlGroup, r Record, start int64, next int) {
 	*g = mlGroup{open: true, state: next, first: r, start: start, lines: 1, size: len(r.Log), fresh: true, held: g.held[:0]}
 }
 
