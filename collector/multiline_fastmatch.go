@@ -10,10 +10,11 @@ import "bytes"
 // rules' real traces and on generated lines); a custom rule with the same
 // pattern gets it too.
 var fastMatchers = map[string]func([]byte) bool{
-	`^goroutine \d+ .*\]:$`:                                   matchGoroutineHeader,
-	`^[\w.\-/]*(?:\(\*?[\w.\-\[\]]+\)\.)?[\w.\-\[\]]+\(.*\)$`: matchGoCall,
-	`^[\t ]*\.\.\. \d+ (?:more|common frames omitted)$`:       matchJavaMore,
-	`^(?:[^\s.():]+\.)*[^\s.():]+(?::|$)`:                     matchPythonException,
+	`^goroutine \d+ .*\]:$`:                                                    matchGoroutineHeader,
+	`^[\w.\-/]*(?:\(\*?[\w.\-\[\]]+\)\.)?[\w.\-\[\]]+\(.*\)$`:                  matchGoCall,
+	`^[\t ]*\.\.\. \d+ (?:more|common frames omitted)$`:                        matchJavaMore,
+	`^(?:[^\s.():]+\.)*[^\s.():]+(?::|$)`:                                      matchPythonException,
+	`^(?:\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)? )?http: panic serving `: matchGoHTTPPanic,
 }
 
 // fastScanners are hand-written equivalents of unanchored patterns that
@@ -206,4 +207,38 @@ func matchPythonException(b []byte) bool {
 		return false
 	}
 	return i == len(b) || b[i] == ':'
+}
+
+// matchGoHTTPPanic is ^(?:\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)? )?http: panic serving ,
+// net/http's line for a handler's panic, after the log package's date and
+// time. The generic path searches the whole of every line starting with a
+// digit (most timestamped lines) for the literal; this stops at the first
+// byte out of place.
+func matchGoHTTPPanic(b []byte) bool {
+	const lead = "http: panic serving "
+	if len(b) > 0 && b[0] >= '0' && b[0] <= '9' {
+		// 2006/01/02 15:04:05, then .000000 or not, then a space.
+		const shape = "dddd/dd/dd dd:dd:dd"
+		if len(b) < len(shape) {
+			return false
+		}
+		for i := range len(shape) {
+			if c := b[i]; shape[i] == 'd' && (c < '0' || c > '9') || shape[i] != 'd' && c != shape[i] {
+				return false
+			}
+		}
+		i := len(shape)
+		if i < len(b) && b[i] == '.' {
+			j := digitsAt(b, i+1)
+			if j == i+1 {
+				return false
+			}
+			i = j
+		}
+		if i >= len(b) || b[i] != ' ' {
+			return false
+		}
+		b = b[i+1:]
+	}
+	return bytes.HasPrefix(b, []byte(lead))
 }

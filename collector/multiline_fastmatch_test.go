@@ -30,7 +30,8 @@ func fastMatchCorpus(t testing.TB) [][]byte {
 	pieces := []string{"goroutine ", "... ", "more", "common frames omitted", "main", ".", "(", ")", "(*", "[", "]", "/", "-", "_",
 		" ", "\t", "7", "42", ":", "]:", "*", "x", "é", "\n", "\xff", "0x", "...",
 		"Exception", "Error", "Throwable", "Exceptio", "E", "T", "rror", "n", "e:", "Thrown", "ErrorException",
-		"KeyError", "builtins.", "..", "\f", "\r", "\v", "'x'"}
+		"KeyError", "builtins.", "..", "\f", "\r", "\v", "'x'",
+		"http: panic serving ", "2026/11/27 ", "09:01:02", ".123", "2026-11-27", "/"}
 	rng := rand.New(rand.NewPCG(9, 9))
 	for range 200000 {
 		var b []byte
@@ -61,6 +62,15 @@ func fastMatchCorpus(t testing.TB) [][]byte {
 		}
 		b = append(b, pick("Exception", "Error", "Throwable", "Exceptio", "Erro", "Throwabl", "IOException", "E", "T")...)
 		b = append(b, pick("", ":", ": msg", " :", "s", "E", "Error:", "Throwable")...)
+		lines = append(lines, b)
+	}
+	// net/http's panic line, after a date and time or not, and near misses.
+	for range 20000 {
+		var b []byte
+		b = append(b, pick("", "2026/11/27 09:01:02", "2026/11/27 09:01:02.123456", "2026/11/27 09:01", "2026-11-27 09:01:02",
+			"2026/11/27 09:01:02.", "20x6/11/27 09:01:02", "2026/11/27T09:01:02", "1")...)
+		b = append(b, pick(" ", "", "  ", ".5 ")...)
+		b = append(b, pick("http: panic serving 10.0.0.1:4242: boom", "http: panic serving ", "http: panic", "HTTP: panic serving x", "x")...)
 		lines = append(lines, b)
 	}
 	// Lines longer than the Java rule's window, a literal near its edge.
@@ -179,7 +189,8 @@ func FuzzFastMatchers(f *testing.F) {
 		"pkg.F[...](...)", "\t... 3 more", "... 12 common frames omitted", "a/b[c]/d()"} {
 		f.Add([]byte(s))
 	}
-	for _, s := range []string{"KeyError: 'x'", "a.b.C", "a..b:", ".a:", "a.:", "x(y):", "é.ü:", "a\vb:", "\xffx:"} {
+	for _, s := range []string{"2026/11/27 09:01:02.5 http: panic serving x", "http: panic serving ", "2026/11/27 09:01:02 http: panic",
+		"KeyError: 'x'", "a.b.C", "a..b:", ".a:", "a.:", "x(y):", "é.ü:", "a\vb:", "\xffx:"} {
 		f.Add([]byte(s))
 	}
 	res := map[string]*regexp.Regexp{}

@@ -105,11 +105,13 @@ func (m *lineMatcher) matchRaw(line []byte) bool {
 	if m.exact {
 		return true
 	}
+	if m.fast != nil {
+		// Exactly the pattern, and at least as quick to say no as a
+		// search for the needles.
+		return m.fast(line)
+	}
 	if m.needles != nil && !slices.ContainsFunc(m.needles, func(n []byte) bool { return bytes.Contains(line, n) }) {
 		return false
-	}
-	if m.fast != nil {
-		return m.fast(line)
 	}
 	return m.re.Match(line)
 }

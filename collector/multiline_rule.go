@@ -42,12 +42,18 @@ type mlState struct {
 	// for a state of more than 32).
 	cand      *[256]uint32
 	candEmpty uint32
+	// scan, for a state whose one transition is a hand-written scanner
+	// (Java's start state), is that scanner, called directly.
+	scan func(line []byte, window int) bool
 }
 
 // index derives the state's filters from its transitions.
 func (st *mlState) index() {
 	st.pre, st.preLast = stateFilters(st.trans)
-	st.cand, st.candEmpty = nil, 0
+	st.cand, st.candEmpty, st.scan = nil, 0, nil
+	if len(st.trans) == 1 && st.trans[0].m.scanFast != nil && !st.trans[0].m.negate {
+		st.scan = st.trans[0].m.scanFast
+	}
 	if len(st.trans) > 32 {
 		return
 	}
@@ -88,6 +94,12 @@ type mlTrans struct {
 // regular expression.
 func (r *MultilineRule) step(s int, line []byte) (next int, ok bool) {
 	st := &r.states[s]
+	if st.scan != nil {
+		if st.scan(line, st.trans[0].m.window) {
+			return st.trans[0].next, true
+		}
+		return 0, false
+	}
 	if st.rejects(line) {
 		return 0, false
 	}
