@@ -379,6 +379,13 @@ func (j *Joiner) Held() int64 {
 // which it may confirm, or which may form a group of their own), a built
 // message grown to take it, and a copy of it held in an open group.
 func (j *Joiner) MaxGrowth(n int) int64 {
+	if !j.Open() {
+		return int64(n) // the common case, inlined into the read loop
+	}
+	return j.maxGrowth(n)
+}
+
+func (j *Joiner) maxGrowth(n int) int64 {
 	worst := n
 	for i := range j.groups {
 		g := &j.groups[i]
