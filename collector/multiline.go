@@ -38,7 +38,6 @@ const maxTentative = 16
 // Not safe for concurrent use.
 type Joiner struct {
 	rule   *MultilineRule
-	start  *mlState // rule.states[0]
 	lim    MultilineLimits
 	m      *multilineMetrics
 	joined prometheus.Counter // groups of this rule
@@ -56,7 +55,13 @@ type mlGroup struct {
 	first Record // the first line, as it came (emitted as it is if alone)
 	owned bool   // first.Log is the joiner's own copy (Own)
 	start int64  // file offset of the first line's record
-	buf   []byte // the joined message, once a second line joined (owned)
+	// The lines after the first are kept as they came (parts, pointing
+	// into the caller's buffer as first does) and copied once, into a
+	// message of the exact size, when the group is emitted. If the
+	// caller's buffer is to be reused first (Own), the message is built
+	// then, in buf, and the lines after that are appended to it.
+	parts [][]byte
+	buf   []byte // the joined message, once built (owned); nil before
 	lines int
 	size  int // bytes of the joined message
 
@@ -80,7 +85,7 @@ func NewJoiner(rule *MultilineRule, lim MultilineLimits, m *multilineMetrics) *J
 	}
 	lim.MaxLines = max(lim.MaxLines, 1)
 	lim.MaxBytes = max(lim.MaxBytes, 1)
-	return &Joiner{rule: rule, start: &rule.states[0], lim: lim, m: m, joined: m.groups.WithLabelValues(rule.name)}
+	return &Joiner{rule: rule, lim: lim, m: m, joined: m.groups.WithLabelValues(rule.name)}
 }
 
 // Rule is the rule the joiner follows.
@@ -92,11 +97,14 @@ func (j *Joiner) Rule() *MultilineRule { return j.rule }
 func (j *Joiner) Add(r Record, start int64, emit func(Record)) {
 	g := &j.groups[r.Stream&1]
 	if !g.open {
-		if j.start.rejects(r.Log) {
-			emit(r) // the common line, decided by a byte or two
+		// The common line: no group open, and the start state turns
+		// it away, mostly by its prefilters.
+		next, ok := j.rule.step(0, r.Log)
+		if !ok || next == stateEnd {
+			emit(r)
 			return
 		}
-		j.begin(g, r, start, emit)
+		j.open(g, r, start, next)
 		return
 	}
 	next, ok := j.rule.step(g.state, r.Log)
@@ -131,7 +139,12 @@ func (j *Joiner) begin(g *mlGroup, r Record, start int64, emit func(Record)) {
 		emit(r)
 		return
 	}
-	*g = mlGroup{open: true, state: next, first: r, start: start, lines: 1, size: len(r.Log), fresh: true, held: g.held[:0]}
+	j.open(g, r, start, next)
+}
+
+// open makes r the first line of a group in state next.
+func (j *Joiner) open(g *mlGroup, r Record, start int64, next int) {
+	*g = mlGroup{open: true, state: next, first: r, start: start, lines: 1, size: len(r.Log), fresh: true, held: g.held[:0], parts: g.parts[:0]}
 }
 
 // confirm makes the held lines part of the group: a later line showed they
@@ -158,10 +171,11 @@ func (j *Joiner) join(g *mlGroup, r Record, start int64, emit func(Record)) {
 		j.cut(g, r, start, emit, cutMaxBytes)
 		return
 	}
-	if g.lines == 1 {
-		g.buf = make([]byte, 0, min(max(4*(len(g.first.Log)+len(r.Log)+1), 512), j.lim.MaxBytes))
-		j.count(cap(g.buf))
-		g.buf = append(g.buf, g.first.Log...)
+	g.lines++
+	g.size += 1 + len(r.Log)
+	if g.buf == nil {
+		g.parts = append(g.parts, r.Log)
+		return
 	}
 	if need := len(g.buf) + 1 + len(r.Log); need > cap(g.buf) {
 		c := min(max(2*cap(g.buf), need), max(j.lim.MaxBytes, need))
@@ -170,16 +184,29 @@ func (j *Joiner) join(g *mlGroup, r Record, start int64, emit func(Record)) {
 	}
 	g.buf = append(g.buf, '\n')
 	g.buf = append(g.buf, r.Log...)
-	g.lines++
-	g.size = len(g.buf)
+}
+
+// build copies the group's lines into buf, a message of exactly its size:
+// the first line and the parts, each line copied once.
+func (j *Joiner) build(g *mlGroup) {
+	j.count(g.size)
+	b := make([]byte, 0, g.size)
+	b = append(b, g.first.Log...)
+	for _, p := range g.parts {
+		b = append(b, '\n')
+		b = append(b, p...)
+	}
+	clear(g.parts) // they point into the caller's buffer
+	g.parts = g.parts[:0]
+	g.buf = b
+	g.first.Log = nil // in buf now
 }
 
 // cut emits the group as it is and continues it with r as its first line.
 func (j *Joiner) cut(g *mlGroup, r Record, start int64, emit func(Record), reason string) {
 	state := g.state
 	j.emitGroup(g, emit, reason)
-	held := g.held
-	*g = mlGroup{open: true, state: state, first: r, start: start, lines: 1, size: len(r.Log), fresh: true, held: held}
+	*g = mlGroup{open: true, state: state, first: r, start: start, lines: 1, size: len(r.Log), fresh: true, held: g.held, parts: g.parts[:0]}
 }
 
 // close emits the open group. Lines held tentatively did not turn out to
@@ -188,9 +215,15 @@ func (j *Joiner) cut(g *mlGroup, r Record, start int64, emit func(Record), reaso
 func (j *Joiner) close(g *mlGroup, emit func(Record), reason string) {
 	held := g.held
 	j.emitGroup(g, emit, reason)
-	*g = mlGroup{}
+	*g = mlGroup{parts: g.parts[:0]}
 	for _, h := range held {
 		j.Add(h.rec, h.start, emit)
+	}
+	// Keep held's array for the next group's tentative lines, unless a
+	// group opened just above holds some already (in another array).
+	clear(held)
+	if len(g.held) == 0 && cap(held) > cap(g.held) {
+		g.held = held[:0]
 	}
 }
 
@@ -204,6 +237,9 @@ func (j *Joiner) emitGroup(g *mlGroup, emit func(Record), reason string) {
 		return
 	}
 	j.joined.Inc()
+	if g.buf == nil {
+		j.build(g)
+	}
 	emit(Record{Time: g.first.Time, Stream: g.first.Stream, Log: g.buf[:len(g.buf):len(g.buf)]})
 }
 
@@ -294,6 +330,9 @@ func (j *Joiner) Own() {
 			g.first.Log = j.copyLine(g.first.Log)
 			g.owned = true
 		}
+		if g.lines > 1 && g.buf == nil {
+			j.build(g)
+		}
 		for k := range g.held {
 			if h := &g.held[k]; !h.owned {
 				h.rec.Log = j.copyLine(h.rec.Log)
@@ -322,7 +361,7 @@ func (j *Joiner) Held() int64 {
 			continue
 		}
 		if g.lines > 1 {
-			n += int64(cap(g.buf))
+			n += int64(cap(g.buf)) // 0 before Own: the lines are the caller's
 		} else if g.owned {
 			n += int64(len(g.first.Log))
 		}
@@ -335,20 +374,31 @@ func (j *Joiner) Held() int64 {
 	return n
 }
 
-// MaxGrowth bounds what adding a record of n bytes may allocate: a joined
+// MaxGrowth bounds what adding a record of n bytes may allocate: the
+// message of a group it closes or joins (with the lines held tentatively,
+// which it may confirm, or which may form a group of their own), a built
 // message grown to take it, and a copy of it held in an open group.
 func (j *Joiner) MaxGrowth(n int) int64 {
+	if !j.Open() {
+		return int64(n) // the common case, inlined into the read loop
+	}
+	return j.maxGrowth(n)
+}
+
+func (j *Joiner) maxGrowth(n int) int64 {
 	worst := n
 	for i := range j.groups {
 		g := &j.groups[i]
 		if !g.open {
 			continue
 		}
-		size := len(g.first.Log)
-		if g.lines > 1 {
-			size = len(g.buf)
+		need := g.size + 1 + n
+		for k := range g.held {
+			need += 2 * (1 + len(g.held[k].rec.Log))
 		}
-		if need := size + 1 + n; need > cap(g.buf) {
+		if g.buf == nil {
+			worst = max(worst, need+n)
+		} else if need > cap(g.buf) {
 			worst = max(worst, 2*need+n)
 		}
 	}

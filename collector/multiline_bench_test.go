@@ -282,3 +282,49 @@ func BenchmarkMultilineTail(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMultilineJoin is the joiner alone: the benchmark's records,
+// decoded beforehand, through Joiner.Add, per record (every record, in a
+// trace or not). It is what BenchmarkMultiline's rule adds to its "none",
+// without the decoder's noise.
+//
+//	go test -run '^$' -bench MultilineJoin ./collector/
+func BenchmarkMultilineJoin(b *testing.B) {
+	p := testPolicies(b)
+	for _, kind := range []string{"python", "java", "go"} {
+		data, _ := benchMultilineData(50000, kind)
+		var recs []Record
+		var starts []int64
+		d := newDecoder(0, nil)
+		for pos := 0; pos < len(data); {
+			i := bytes.IndexByte(data[pos:], '\n')
+			start := int64(pos)
+			d.decode(data[pos:pos+i], start, func(r Record) {
+				recs = append(recs, r)
+				starts = append(starts, start)
+			})
+			pos += i + 1
+		}
+		rule, err := p.Rule(kind)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(kind, func(b *testing.B) {
+			b.ReportAllocs()
+			out := 0
+			emit := func(Record) { out++ }
+			for b.Loop() {
+				j := NewJoiner(rule, p.Limits(), nil)
+				for i, r := range recs {
+					j.Add(r, starts[i], emit)
+				}
+				j.Flush(emit)
+			}
+			if out >= b.N*len(recs) {
+				b.Fatalf("%d records out of %d: nothing joined", out, b.N*len(recs))
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}

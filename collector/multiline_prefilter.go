@@ -49,6 +49,9 @@ type lineMatcher struct {
 	// fast, if set, is the pattern written by hand (fastMatchers), used
 	// instead of the regular expression once the checks above pass.
 	fast func([]byte) bool
+	// scanFast, if set, is an unanchored pattern written by hand
+	// (fastScanners), used instead of the scan for its leads.
+	scanFast func(line []byte, window int) bool
 }
 
 type leadGroup struct {
@@ -69,6 +72,9 @@ func (m *lineMatcher) matchRaw(line []byte) bool {
 	}
 	if m.last.ok && !m.last.admitsLast(line) {
 		return false
+	}
+	if m.scanFast != nil {
+		return m.scanFast(line, m.window)
 	}
 	if m.scan != nil {
 		return m.matchLeads(line)
@@ -99,11 +105,13 @@ func (m *lineMatcher) matchRaw(line []byte) bool {
 	if m.exact {
 		return true
 	}
+	if m.fast != nil {
+		// Exactly the pattern, and at least as quick to say no as a
+		// search for the needles.
+		return m.fast(line)
+	}
 	if m.needles != nil && !slices.ContainsFunc(m.needles, func(n []byte) bool { return bytes.Contains(line, n) }) {
 		return false
-	}
-	if m.fast != nil {
-		return m.fast(line)
 	}
 	return m.re.Match(line)
 }
@@ -177,6 +185,7 @@ func compileMatcher(pattern string, negate bool) (lineMatcher, error) {
 	}
 	m.re = re
 	m.fast = fastMatchers[pattern]
+	m.scanFast = fastScanners[pattern]
 	sre, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil {
 		return m, err

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"fmt"
+	"math/bits"
 )
 
 // A MultilineRule decides which consecutive lines of one stream form one
@@ -35,6 +36,46 @@ type mlState struct {
 	// pre and preLast reject, from the line's first or last byte alone, a
 	// line that no transition can match (each valid when its ok is set).
 	pre, preLast firstFilter
+	// cand, by a line's first byte, and candEmpty, for the empty line, are
+	// the transitions (bit i: trans[i]) whose own filters admit it: a line
+	// is tried only against those, in order (nil: every transition, as
+	// for a state of more than 32).
+	cand      *[256]uint32
+	candEmpty uint32
+	// scan, for a state whose one transition is a hand-written scanner
+	// (Java's start state), is that scanner, called directly.
+	scan func(line []byte, window int) bool
+}
+
+// index derives the state's filters from its transitions.
+func (st *mlState) index() {
+	st.pre, st.preLast = stateFilters(st.trans)
+	st.cand, st.candEmpty, st.scan = nil, 0, nil
+	if len(st.trans) == 1 && st.trans[0].m.scanFast != nil && !st.trans[0].m.negate {
+		st.scan = st.trans[0].m.scanFast
+	}
+	if len(st.trans) > 32 {
+		return
+	}
+	st.cand = new([256]uint32)
+	for i, t := range st.trans {
+		bit := uint32(1) << i
+		if t.m.negate || t.m.re == nil || !t.m.first.ok {
+			for b := range st.cand {
+				st.cand[b] |= bit
+			}
+			st.candEmpty |= bit
+			continue
+		}
+		for b := range st.cand {
+			if t.m.first.has(byte(b)) {
+				st.cand[b] |= bit
+			}
+		}
+		if t.m.first.empty {
+			st.candEmpty |= bit
+		}
+	}
 }
 
 // rejects reports whether the state's byte filters rule the line out.
@@ -53,7 +94,27 @@ type mlTrans struct {
 // regular expression.
 func (r *MultilineRule) step(s int, line []byte) (next int, ok bool) {
 	st := &r.states[s]
+	if st.scan != nil {
+		if st.scan(line, st.trans[0].m.window) {
+			return st.trans[0].next, true
+		}
+		return 0, false
+	}
 	if st.rejects(line) {
+		return 0, false
+	}
+	if st.cand != nil {
+		mask := st.candEmpty
+		if len(line) > 0 {
+			mask = st.cand[line[0]]
+		}
+		for mask != 0 {
+			i := bits.TrailingZeros32(mask)
+			mask &= mask - 1
+			if t := &st.trans[i]; t.m.match(line) {
+				return t.next, true
+			}
+		}
 		return 0, false
 	}
 	for i := range st.trans {
@@ -125,7 +186,7 @@ func (s ruleSpec) compile() (*MultilineRule, error) {
 			}
 			ms.trans = append(ms.trans, mlTrans{m: m, next: next})
 		}
-		ms.pre, ms.preLast = stateFilters(ms.trans)
+		ms.index()
 		r.states[i] = ms
 	}
 	return r, nil
@@ -174,13 +235,14 @@ func combineRules(name string, rules []*MultilineRule) *MultilineRule {
 			c.states[0].trans = append(c.states[0].trans, remap(t))
 		}
 		for _, st := range r.states[1:] {
-			ns := mlState{name: r.name + "." + st.name, tentative: st.tentative, pre: st.pre, preLast: st.preLast}
+			ns := mlState{name: r.name + "." + st.name, tentative: st.tentative}
 			for _, t := range st.trans {
 				ns.trans = append(ns.trans, remap(t))
 			}
+			ns.index()
 			c.states = append(c.states, ns)
 		}
 	}
-	c.states[0].pre, c.states[0].preLast = stateFilters(c.states[0].trans)
+	c.states[0].index()
 	return c
 }

@@ -664,3 +664,71 @@ func TestBuiltinStartStatesFilterOrdinaryLines(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinerOwnBeforeReuse: the joiner keeps the lines of an open group as
+// they came and copies them when the group is emitted, or when Own says
+// the caller's buffer is about to be reused. With the buffer overwritten
+// after every k lines (Own called first, as the read loop does), the
+// records are those of lines that never move, whatever k, through
+// tentative lines, bounds and several rules; every joined record is
+// counted in the joiner's allocations, and no Add counts more than
+// MaxGrowth said it might.
+func TestJoinerOwnBeforeReuse(t *testing.T) {
+	text := readTestdata(t, "java.txt") + strings.Join(benchTraces["go"], "\n") + "\nplain\n" +
+		strings.Join(benchTraces["python"], "\n") + "\n\nDuring handling of the above exception, another exception occurred:\n\n" +
+		strings.Join(benchTraces["python"], "\n") + "\nlast\n"
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	rule := testRule(t, "go,java,python")
+	for _, lim := range []MultilineLimits{defaultLimits(), {MaxLines: 3, MaxBytes: 1 << 20}, {MaxLines: 1000, MaxBytes: 150}} {
+		want := joinText(t, rule, lim, text)
+		if len(want) >= len(lines) || len(want) < 8 {
+			t.Fatalf("%d records of %d lines: the text does not exercise joining", len(want), len(lines))
+		}
+		for _, k := range []int{1, 2, 3, 5, 7, 1000} {
+			t.Run(fmt.Sprintf("lines%d_bytes%d_own%d", lim.MaxLines, lim.MaxBytes, k), func(t *testing.T) {
+				var alloc int64
+				j := NewJoiner(rule, lim, nil)
+				j.alloc = &alloc
+				var got []string
+				joinedBytes := 0
+				emit := func(r Record) {
+					got = append(got, string(r.Log))
+					if bytes.IndexByte(r.Log, '\n') >= 0 {
+						joinedBytes += len(r.Log)
+					}
+				}
+				buf := make([]byte, 0, 1<<16)
+				for i, line := range lines {
+					if i%k == 0 {
+						j.Own()
+						for b := range buf {
+							buf[b] = '#'
+						}
+						buf = buf[:0]
+					}
+					start := len(buf)
+					buf = append(buf, line...)
+					bound, before := j.MaxGrowth(len(line)), alloc
+					j.Add(Record{Time: int64(i), Stream: Stderr, Log: buf[start:len(buf):len(buf)]}, int64(i), emit)
+					if grew := alloc - before; grew > bound {
+						t.Errorf("line %d (%q): counted %d bytes, MaxGrowth said %d", i, line, grew, bound)
+					}
+				}
+				j.Own()
+				for b := range buf {
+					buf[b] = '#'
+				}
+				j.Flush(emit)
+				if !slices.Equal(got, want) {
+					t.Errorf("records differ from those of lines that stay:\ngot  %q\nwant %q", summary(got), summary(want))
+				}
+				if alloc < int64(joinedBytes) {
+					t.Errorf("counted %d bytes, but the joined records alone are %d", alloc, joinedBytes)
+				}
+				if j.Open() || j.Held() != 0 {
+					t.Errorf("after Flush: open %v, held %d", j.Open(), j.Held())
+				}
+			})
+		}
+	}
+}
