@@ -168,6 +168,9 @@ func heapAfterGC() uint64 {
 // (the no-informer baseline). For comparison, a plain client-go informer on
 // the same node's pods keeping whole objects. Run with -benchtime=1x.
 func BenchmarkInformerMemory(b *testing.B) {
+	if _, err := kubetest.Bin("kube-apiserver"); err != nil {
+		b.Skipf("needs the test tools (make tools): %v", err)
+	}
 	c := kubetest.Start(b)
 	populate(b, c)
 
