@@ -40,6 +40,17 @@ type reader struct {
 	// the sink) since it last compared the first line: a copytruncate may
 	// have replaced the content meanwhile, grown past the offset.
 	verify bool
+	// tail is the line that ends at tailOff, as last read (its length and
+	// hash): while tailOff is off, the read after a pause starts at that
+	// line and compares it (checkTail), in place of the first-line check.
+	// A copytruncate that grew the file back past off replaced it too (it
+	// carries the runtime's timestamp, like the first line), and the check
+	// costs no system call of its own: a file written a line at a time is
+	// read after every pause.
+	tailOff   int64
+	tailLen   int
+	tailSum   uint64
+	checkTail bool
 
 	off     int64 // next byte to decode: always the start of a line
 	seen    int64 // end of the last read: nothing new until the content grows past it
@@ -91,7 +102,7 @@ func (c *Collector) newReader(f *file, src *Source, ct content, plain *os.File, 
 	f.read.Store(off)
 	return &reader{
 		c: c, f: f, src: src, content: ct, plain: plain, openID: id, live: live,
-		fp: fp, fpDone: plain == nil || fpDone, verify: true,
+		fp: fp, fpDone: plain == nil || fpDone, verify: true, tailOff: -1,
 		off: off, seen: off, counted: off, want: c.cfg.ReadBytes,
 		dec:      newDecoder(c.cfg.MaxRecordBytes, c.m),
 		lastGrow: time.Now(),
@@ -129,11 +140,19 @@ func (r *reader) run(ctx context.Context) ending {
 				return endFailed
 			}
 			readable := st.size > max(r.off, r.seen)
+			r.checkTail = false
 			if r.plain != nil {
 				r.f.size.Store(st.size)
 				// copytruncate: the file shrank, or (grown again past the
-				// offset while reading was paused) its first line changed.
-				if st.size < r.off || (readable && r.off > 0 && r.verify && !r.sameHead()) {
+				// offset while reading was paused) its first line, or the
+				// line before the offset, changed. The line before the
+				// offset is compared by the read itself (readSome), if it
+				// is known and the read stays within read_bytes.
+				verify := readable && r.off > 0 && r.verify
+				if verify && r.tailOff == r.off && r.readLen(st.size)+r.tailLen <= r.c.cfg.ReadBytes {
+					r.checkTail, verify = true, false
+				}
+				if st.size < r.off || (verify && !r.sameHead()) {
 					r.truncated(ctx)
 					continue
 				}
@@ -278,7 +297,32 @@ func (r *reader) truncated(ctx context.Context) {
 	r.f.read.Store(0)
 	r.fpDone = false
 	r.fp = fingerprint{}
+	r.tailOff, r.checkTail = -1, false
 	r.updateFingerprint()
+}
+
+// tailMax bounds the line before the offset that a read compares
+// (checkTail); a longer one is not remembered, and the first line is
+// compared instead.
+const tailMax = 1024
+
+// noteTail remembers the line that ends at off, the end of what the last
+// read consumed: buf holds the content from bufOff.
+func (r *reader) noteTail(buf []byte, bufOff int64) {
+	end := r.off - bufOff
+	if r.plain == nil || end <= 0 || end > int64(len(buf)) {
+		return // nothing consumed by this read: what was noted still holds
+	}
+	line := buf[:end]
+	start := bytes.LastIndexByte(line[:end-1], '\n') + 1
+	// buf starts at a line's start (off, or the line before it): so
+	// does line.
+	line = line[start:]
+	if len(line) > tailMax {
+		r.tailOff = -1
+		return
+	}
+	r.tailOff, r.tailLen, r.tailSum = r.off, len(line), hash64(line)
 }
 
 // holdDeleted accounts for keeping a deleted file open to drain it, within
@@ -313,13 +357,17 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 	if waited, err := r.rateWait(ctx, size, want); waited || err != nil {
 		return err // the file may have changed while we waited: look again
 	}
+	tail := 0 // bytes of the line before off read again, to compare
+	if r.checkTail && r.tailOff == r.off && r.off >= int64(r.tailLen) {
+		tail = r.tailLen
+	}
 	b := r.c.budget
 	for {
 		// Room for the read, some for what decoding allocates (and,
 		// after a stall, for the records it joins again) is waited for;
 		// more room for decoding is taken below if free, and waited for
 		// while decoding if need be.
-		need := min(int64(want)+int64(want)/2+b.slack()+r.joinRoom, b.maxRequest()) - (r.held - r.keeps())
+		need := min(int64(tail+want)+int64(want)/2+b.slack()+r.joinRoom, b.maxRequest()) - (r.held - r.keeps())
 		if need <= 0 {
 			break // room taken before
 		}
@@ -340,7 +388,8 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 		r.verify = true
 		return nil
 	}
-	buf := r.c.pools.buffer(want)
+	r.checkTail = false
+	buf := r.c.pools.buffer(tail + want)
 	// The buffer's room moves from the reader to the buffer's own charge,
 	// released once decoding is done and every batch pointing into it is
 	// acknowledged.
@@ -351,12 +400,24 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 	r.bufHeld = bc.n
 	defer func() { r.bufHeld = 0 }()
 	r.charge, r.allocMark = r.keeps(), r.dec.alloc
-	n, err := r.content.readAt(buf, r.off)
+	bufOff := r.off - int64(tail)
+	n, err := r.content.readAt(buf, bufOff)
 	if err != nil && !errors.Is(err, io.EOF) {
 		r.trim()
 		return errPath("read", r.src.Path, err)
 	}
-	buf = buf[:n]
+	if tail > 0 {
+		if n < tail || hash64(buf[:tail]) != r.tailSum {
+			// copytruncate, grown back past the offset while reading
+			// was paused: the line before the offset is another.
+			r.trim()
+			r.truncated(ctx)
+			return nil
+		}
+		n -= tail
+	}
+	full := buf[:tail+n]
+	buf = full[tail:]
 	r.spent(n)
 	r.seen = r.off + int64(n)
 	if r.seen > r.counted {
@@ -369,6 +430,7 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 	if err := r.consume(ctx, buf, bc, final && r.atEnd); err != nil {
 		return err
 	}
+	r.noteTail(full, bufOff)
 	r.trim()
 	r.updateFingerprint()
 	r.flushStale(ctx)
