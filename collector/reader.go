@@ -51,6 +51,9 @@ type reader struct {
 	tailLen   int
 	tailSum   uint64
 	checkTail bool
+	// lastN is how many new bytes the last read returned (-1: it did not
+	// read): the size of the next read without a stat (readBlind).
+	lastN int
 
 	off     int64 // next byte to decode: always the start of a line
 	seen    int64 // end of the last read: nothing new until the content grows past it
@@ -134,71 +137,84 @@ func (r *reader) run(ctx context.Context) ending {
 			case <-r.f.notify:
 			default:
 			}
-			st, err := r.content.stat()
+			done, err := r.readBlind(ctx, cfg)
 			if err != nil {
-				r.c.log.Error("stat", "path", r.src.Path, "err", err)
+				if ctx.Err() != nil {
+					return endCanceled
+				}
+				r.c.log.Error("read", "path", r.src.Path, "err", err)
 				return endFailed
 			}
-			readable := st.size > max(r.off, r.seen)
-			r.checkTail = false
-			if r.plain != nil {
-				r.f.size.Store(st.size)
-				// copytruncate: the file shrank, or (grown again past the
-				// offset while reading was paused) its first line, or the
-				// line before the offset, changed. The line before the
-				// offset is compared by the read itself (readSome), if it
-				// is known and the read stays within read_bytes.
-				verify := readable && r.off > 0 && r.verify
-				if verify && r.tailOff == r.off && r.readLen(st.size)+r.tailLen <= r.c.cfg.ReadBytes {
-					r.checkTail, verify = true, false
+			if done && r.f.dirChanged.Load() {
+				continue // its name to look at (with a stat)
+			}
+			if !done {
+				st, err := r.content.stat()
+				if err != nil {
+					r.c.log.Error("stat", "path", r.src.Path, "err", err)
+					return endFailed
 				}
-				if st.size < r.off || (verify && !r.sameHead()) {
-					r.truncated(ctx)
-					continue
+				readable := st.size > max(r.off, r.seen)
+				r.checkTail = false
+				if r.plain != nil {
+					r.f.size.Store(st.size)
+					// copytruncate: the file shrank, or (grown again past the
+					// offset while reading was paused) its first line, or the
+					// line before the offset, changed. The line before the
+					// offset is compared by the read itself (readSome), if it
+					// is known and the read stays within read_bytes.
+					verify := readable && r.off > 0 && r.verify
+					if verify && r.tailOff == r.off && r.readLen(st.size)+r.tailLen <= r.c.cfg.ReadBytes {
+						r.checkTail, verify = true, false
+					}
+					if st.size < r.off || (verify && !r.sameHead()) {
+						r.truncated(ctx)
+						continue
+					}
+					if readable {
+						r.verify = false
+					}
+					if st.deleted && !r.deleted {
+						r.deleted = true
+						r.f.deleted.Store(true)
+						if !r.holdDeleted(st.size - r.off) {
+							return endGaveUp
+						}
+					}
+					if r.deleted {
+						r.c.deletedHeld.Add(st.size - r.off - r.deletedAt)
+						r.deletedAt = st.size - r.off
+					}
 				}
 				if readable {
-					r.verify = false
-				}
-				if st.deleted && !r.deleted {
-					r.deleted = true
-					r.f.deleted.Store(true)
-					if !r.holdDeleted(st.size - r.off) {
-						return endGaveUp
+					if err := r.readSome(ctx, st.size, false); err != nil {
+						if ctx.Err() != nil {
+							return endCanceled
+						}
+						r.c.log.Error("read", "path", r.src.Path, "err", err)
+						return endFailed
 					}
-				}
-				if r.deleted {
-					r.c.deletedHeld.Add(st.size - r.off - r.deletedAt)
-					r.deletedAt = st.size - r.off
-				}
-			}
-			if readable {
-				if err := r.readSome(ctx, st.size, false); err != nil {
-					if ctx.Err() != nil {
-						return endCanceled
+					r.lastGrow = time.Now()
+					r.f.notBefore.Store(r.lastGrow.Add(cfg.ReadWait).UnixNano())
+					if r.seen < st.size || !r.followed() || r.f.dirChanged.Load() {
+						// More to read (or readSome returned without reading,
+						// having waited for memory), its name to look at, or
+						// nothing will say when there is more.
+						continue
 					}
-					r.c.log.Error("read", "path", r.src.Path, "err", err)
-					return endFailed
-				}
-				r.lastGrow = time.Now()
-				r.f.notBefore.Store(r.lastGrow.Add(cfg.ReadWait).UnixNano())
-				if r.seen < st.size || !r.followed() || r.f.dirChanged.Load() {
-					// More to read (or readSome returned without reading,
-					// having waited for memory), its name to look at, or
-					// nothing will say when there is more.
-					continue
-				}
-				// Read all the stat said there was: a write since then has
-				// woken the reader (the notify channel holds it), so wait.
-			} else if st.final || r.deleted || r.rotatedAndQuiet() {
-				// Nothing new to read, and nothing more will come.
-				if err := r.finish(ctx, st.size); err != nil {
-					if ctx.Err() != nil {
-						return endCanceled
+					// Read all the stat said there was: a write since then has
+					// woken the reader (the notify channel holds it), so wait.
+				} else if st.final || r.deleted || r.rotatedAndQuiet() {
+					// Nothing new to read, and nothing more will come.
+					if err := r.finish(ctx, st.size); err != nil {
+						if ctx.Err() != nil {
+							return endCanceled
+						}
+						r.c.log.Error("read", "path", r.src.Path, "err", err)
+						return endFailed
 					}
-					r.c.log.Error("read", "path", r.src.Path, "err", err)
-					return endFailed
+					return endDrained
 				}
-				return endDrained
 			}
 		}
 		r.flushStale(ctx)
@@ -232,6 +248,49 @@ func (r *reader) run(ctx context.Context) ending {
 	}
 	return endCanceled
 }
+
+// readBlind reads a followed file that a write woke without looking at
+// its size first (no fstat): the read says how far it goes. It starts at
+// the line before the offset and compares it, as after any pause (a
+// truncation is seen: the line changed, or is not there whole), and asks
+// for twice what the last read returned (at least blindMin). It reports
+// whether it read to the end of the file; otherwise (nothing to read this
+// way, the read filled its buffer, it waited, or it found a truncation) the
+// caller looks at the file with a stat as usual. Not for a file whose
+// folder changed (a rename or removal: its name and link count are looked
+// at), a rate-limited one (its reservation is of what the stat says there
+// is), or a first read (the line before the offset is not known).
+func (r *reader) readBlind(ctx context.Context, cfg *Config) (bool, error) {
+	if !r.followed() || r.f.dirChanged.Load() || r.tailOff != r.off || r.off < int64(r.tailLen) || r.tailLen == 0 {
+		return false, nil
+	}
+	if err := r.askPolicy(ctx); err != nil || r.lim != nil {
+		return false, err
+	}
+	guess := min(max(2*r.lastN, blindMin), r.want, r.c.cfg.ReadBytes-r.tailLen)
+	b := r.c.budget
+	if guess < blindMin || b.tight(int64(r.tailLen+guess)+int64(guess)/2+b.slack()+r.joinRoom) {
+		// Short of memory: the read would wait for room, and the stat
+		// says meanwhile how much is waiting (lag_bytes, /debug/files).
+		return false, nil
+	}
+	from := r.off
+	r.checkTail, r.lastN = true, -1
+	if err := r.readSome(ctx, r.off+int64(guess), false); err != nil {
+		return false, err
+	}
+	if r.lastN < 0 || r.off < from || !r.atEnd {
+		return false, nil
+	}
+	r.verify = false // the read compared the line before the offset
+	r.f.size.Store(r.seen)
+	r.lastGrow = time.Now()
+	r.f.notBefore.Store(r.lastGrow.Add(cfg.ReadWait).UnixNano())
+	return true, nil
+}
+
+// blindMin is the least a read without a stat asks for.
+const blindMin = 1024
 
 // minWait is the shorter of two waits, where a negative one is none.
 func minWait(a, b time.Duration) time.Duration {
@@ -418,6 +477,7 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 	}
 	full := buf[:tail+n]
 	buf = full[tail:]
+	r.lastN = n
 	r.spent(n)
 	r.seen = r.off + int64(n)
 	if r.seen > r.counted {
