@@ -54,6 +54,7 @@ type reader struct {
 	// lastN is how many new bytes the last read returned (-1: it did not
 	// read): the size of the next read without a stat (readBlind).
 	lastN int
+	blind bool // reading without a stat: the size given is a guess
 
 	off     int64 // next byte to decode: always the start of a line
 	seen    int64 // end of the last read: nothing new until the content grows past it
@@ -275,8 +276,10 @@ func (r *reader) readBlind(ctx context.Context, cfg *Config) (bool, error) {
 		return false, nil
 	}
 	from := r.off
-	r.checkTail, r.lastN = true, -1
-	if err := r.readSome(ctx, r.off+int64(guess), false); err != nil {
+	r.checkTail, r.lastN, r.blind = true, -1, true
+	err := r.readSome(ctx, r.off+int64(guess), false)
+	r.blind = false
+	if err != nil {
 		return false, err
 	}
 	if r.lastN < 0 || r.off < from || !r.atEnd {
@@ -486,7 +489,9 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 	}
 	r.f.read.Store(r.seen)
 	r.f.lastRead.Store(time.Now().UnixNano())
-	r.atEnd = r.seen >= size || errors.Is(err, io.EOF)
+	// A read without a stat (blind) knows no size: only a short read
+	// (io.EOF) reached the end.
+	r.atEnd = (!r.blind && r.seen >= size) || errors.Is(err, io.EOF)
 	if err := r.consume(ctx, buf, bc, final && r.atEnd); err != nil {
 		return err
 	}
