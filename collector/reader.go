@@ -259,10 +259,11 @@ func (r *reader) run(ctx context.Context) ending {
 // way, the read filled its buffer, it waited, or it found a truncation) the
 // caller looks at the file with a stat as usual. Not for a file whose
 // folder changed (a rename or removal: its name and link count are looked
-// at), a rate-limited one (its reservation is of what the stat says there
+// at), one still catching up (its last read did not reach the end: reads
+// of read_bytes, sized by the stat, as in bulk), a rate-limited one (its reservation is of what the stat says there
 // is), or a first read (the line before the offset is not known).
 func (r *reader) readBlind(ctx context.Context, cfg *Config) (bool, error) {
-	if !r.followed() || r.f.dirChanged.Load() || r.tailOff != r.off || r.off < int64(r.tailLen) || r.tailLen == 0 {
+	if !r.atEnd || !r.followed() || r.f.dirChanged.Load() || r.tailOff != r.off || r.off < int64(r.tailLen) || r.tailLen == 0 {
 		return false, nil
 	}
 	if err := r.askPolicy(ctx); err != nil || r.lim != nil {
@@ -293,7 +294,7 @@ func (r *reader) readBlind(ctx context.Context, cfg *Config) (bool, error) {
 }
 
 // blindMin is the least a read without a stat asks for.
-const blindMin = 1024
+const blindMin = 256
 
 // minWait is the shorter of two waits, where a negative one is none.
 func minWait(a, b time.Duration) time.Duration {
