@@ -72,7 +72,7 @@ func DefaultConfig() Config {
 		RotateWait:          5 * time.Second,
 		RescanInterval:      5 * time.Second,
 		PollInterval:        time.Second,
-		ReadWait:            100 * time.Millisecond,
+		ReadWait:            150 * time.Millisecond,
 		CheckpointInterval:  200 * time.Millisecond,
 		PartialFlushTimeout: 5 * time.Second,
 		PolicyConfig:        DefaultPolicyConfig(),

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"os"
 	"syscall"
@@ -69,10 +68,16 @@ func fingerprintOf(head []byte) fingerprint {
 	return fingerprint{Len: n, Sum: hash64(head[:n])}
 }
 
+// hash64 is FNV-1a (hash/fnv's New64a, byte for byte), without its
+// allocation: a reader hashes a line before every read after a pause.
 func hash64(b []byte) uint64 {
-	h := fnv.New64a()
-	h.Write(b)
-	return h.Sum64()
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= prime64
+	}
+	return h
 }
 
 // readHead reads up to n bytes from the start of r (ReadAt: a file's read

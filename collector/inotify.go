@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -26,6 +27,11 @@ type watcher struct {
 	mu   sync.Mutex
 	dirs map[int]string // watch descriptor -> folder
 	wds  map[string]int
+	// paths interns, per watch descriptor, each entry's name and path: a
+	// file written a line at a time sends an event per line, which would
+	// otherwise allocate its path each time. An entry goes when its name
+	// is removed or renamed away, all of a folder's with its watch.
+	paths map[int]map[string]string
 
 	// drop discards events (tests: events lost).
 	drop atomic.Bool
@@ -64,7 +70,7 @@ func newWatcher() (*watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inotify_init1: %w", err)
 	}
-	return &watcher{fd: fd, file: os.NewFile(uintptr(fd), "inotify"), dirs: map[int]string{}, wds: map[string]int{}}, nil
+	return &watcher{fd: fd, file: os.NewFile(uintptr(fd), "inotify"), dirs: map[int]string{}, wds: map[string]int{}, paths: map[int]map[string]string{}}, nil
 }
 
 // add watches dir.
@@ -77,6 +83,7 @@ func (w *watcher) add(dir string) error {
 	defer w.mu.Unlock()
 	if old, ok := w.dirs[wd]; ok && old != dir {
 		delete(w.wds, old) // the same folder under another name: one watch
+		delete(w.paths, wd)
 	}
 	w.dirs[wd] = dir
 	w.wds[dir] = wd
@@ -90,6 +97,7 @@ func (w *watcher) remove(dir string) {
 	if ok {
 		delete(w.wds, dir)
 		delete(w.dirs, wd)
+		delete(w.paths, wd)
 	}
 	w.mu.Unlock()
 	if ok {
@@ -98,6 +106,27 @@ func (w *watcher) remove(dir string) {
 }
 
 func (w *watcher) close() error { return w.file.Close() }
+
+// path is the path of the entry name in dir (watch wd), interned; gone: the
+// name was removed or renamed away, so it is forgotten. w.mu is held.
+func (w *watcher) path(wd int, dir string, name []byte, gone bool) string {
+	names := w.paths[wd]
+	p, ok := names[string(name)] // no allocation to look up
+	if !ok {
+		p = filepath.Join(dir, string(name))
+		if !gone {
+			if names == nil {
+				names = map[string]string{}
+				w.paths[wd] = names
+			}
+			names[string(name)] = p
+		}
+	}
+	if gone && ok {
+		delete(names, string(name))
+	}
+	return p
+}
 
 // run reads events until the watcher is closed, calling handle with each
 // batch (and with errWatchOverflow when events were lost).
@@ -124,16 +153,12 @@ func (w *watcher) run(handle func([]watchEvent, error)) {
 			if end > n {
 				break
 			}
-			name := ""
+			var name []byte
 			if nameLen > 0 {
-				b := buf[off+unix.SizeofInotifyEvent : end]
-				for i, c := range b {
-					if c == 0 {
-						b = b[:i]
-						break
-					}
+				name = buf[off+unix.SizeofInotifyEvent : end]
+				if i := bytes.IndexByte(name, 0); i >= 0 {
+					name = name[:i]
 				}
-				name = string(b)
 			}
 			off = end
 			mask := raw.Mask
@@ -141,13 +166,14 @@ func (w *watcher) run(handle func([]watchEvent, error)) {
 				overflow = true
 				continue
 			}
-			dir, ok := w.dirs[int(raw.Wd)]
+			wd := int(raw.Wd)
+			dir, ok := w.dirs[wd]
 			if !ok {
 				continue // removed meanwhile
 			}
 			ev := watchEvent{dir: dir, path: dir}
-			if name != "" {
-				ev.path = filepath.Join(dir, name)
+			if len(name) > 0 {
+				ev.path = w.path(wd, dir, name, mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0)
 			}
 			if mask&unix.IN_MODIFY != 0 {
 				ev.op |= opWrite
@@ -163,7 +189,8 @@ func (w *watcher) run(handle func([]watchEvent, error)) {
 				if w.wds[dir] == int(raw.Wd) {
 					delete(w.wds, dir)
 				}
-				delete(w.dirs, int(raw.Wd))
+				delete(w.dirs, wd)
+				delete(w.paths, wd)
 			}
 			if ev.op != 0 {
 				evs = append(evs, ev)

@@ -247,6 +247,36 @@ func TestCopyTruncateRacingGrowth(t *testing.T) {
 	}
 }
 
+// A copytruncate that writes the same first line again and grows the file
+// back past the offset before the reader wakes (read_wait defers the wake-up
+// of a file just read) is seen by the line before the offset, which the read
+// after the pause compares: the new content is read from its head, nothing
+// of it lost. The first line alone could not tell.
+func TestCopyTruncateSameFirstLine(t *testing.T) {
+	n := newNode(t)
+	live := n.container("default", "ct", "app")
+	appendFile(t, live, numberedLines("before", 0, 50))
+	cfg := n.config()
+	cfg.ReadWait = time.Second
+	sink := newCapture()
+	r := start(t, cfg, sink)
+	waitFor(t, "the lines before truncation", func() bool { return sink.count("line before-49") == 1 })
+	if err := os.Truncate(live, 0); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, live, numberedLines("before", 0, 1)+numberedLines("after", 0, 100))
+	waitFor(t, "the lines after truncation", func() bool { return sink.count("line after-99") == 1 })
+	if dups := sink.expectLines(t, "after", 0, 100); dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+	if got := sink.count("line before-0"); got != 2 {
+		t.Errorf("the first line, written twice, was delivered %d times", got)
+	}
+	if got := metricValue(t, r.reg, "logagent_collector_rotations_total", map[string]string{"kind": "truncate"}); got != 1 {
+		t.Errorf("truncate rotations = %v, want 1", got)
+	}
+}
+
 // 5. A partial record that never ends is sent after partial_flush_timeout,
 // counted, and the checkpoint moves past it: a restart sends nothing again.
 func TestPartialRecordNeverEnds(t *testing.T) {

@@ -40,6 +40,21 @@ type reader struct {
 	// the sink) since it last compared the first line: a copytruncate may
 	// have replaced the content meanwhile, grown past the offset.
 	verify bool
+	// tail is the line that ends at tailOff, as last read (its length and
+	// hash): while tailOff is off, the read after a pause starts at that
+	// line and compares it (checkTail), in place of the first-line check.
+	// A copytruncate that grew the file back past off replaced it too (it
+	// carries the runtime's timestamp, like the first line), and the check
+	// costs no system call of its own: a file written a line at a time is
+	// read after every pause.
+	tailOff   int64
+	tailLen   int
+	tailSum   uint64
+	checkTail bool
+	// lastN is how many new bytes the last read returned (-1: it did not
+	// read): the size of the next read without a stat (readBlind).
+	lastN int
+	blind bool // reading without a stat: the size given is a guess
 
 	off     int64 // next byte to decode: always the start of a line
 	seen    int64 // end of the last read: nothing new until the content grows past it
@@ -91,7 +106,7 @@ func (c *Collector) newReader(f *file, src *Source, ct content, plain *os.File, 
 	f.read.Store(off)
 	return &reader{
 		c: c, f: f, src: src, content: ct, plain: plain, openID: id, live: live,
-		fp: fp, fpDone: plain == nil || fpDone, verify: true,
+		fp: fp, fpDone: plain == nil || fpDone, verify: true, tailOff: -1,
 		off: off, seen: off, counted: off, want: c.cfg.ReadBytes,
 		dec:      newDecoder(c.cfg.MaxRecordBytes, c.m),
 		lastGrow: time.Now(),
@@ -123,63 +138,84 @@ func (r *reader) run(ctx context.Context) ending {
 			case <-r.f.notify:
 			default:
 			}
-			st, err := r.content.stat()
+			done, err := r.readBlind(ctx, cfg)
 			if err != nil {
-				r.c.log.Error("stat", "path", r.src.Path, "err", err)
+				if ctx.Err() != nil {
+					return endCanceled
+				}
+				r.c.log.Error("read", "path", r.src.Path, "err", err)
 				return endFailed
 			}
-			readable := st.size > max(r.off, r.seen)
-			if r.plain != nil {
-				r.f.size.Store(st.size)
-				// copytruncate: the file shrank, or (grown again past the
-				// offset while reading was paused) its first line changed.
-				if st.size < r.off || (readable && r.off > 0 && r.verify && !r.sameHead()) {
-					r.truncated(ctx)
-					continue
+			if done && r.f.dirChanged.Load() {
+				continue // its name to look at (with a stat)
+			}
+			if !done {
+				st, err := r.content.stat()
+				if err != nil {
+					r.c.log.Error("stat", "path", r.src.Path, "err", err)
+					return endFailed
+				}
+				readable := st.size > max(r.off, r.seen)
+				r.checkTail = false
+				if r.plain != nil {
+					r.f.size.Store(st.size)
+					// copytruncate: the file shrank, or (grown again past the
+					// offset while reading was paused) its first line, or the
+					// line before the offset, changed. The line before the
+					// offset is compared by the read itself (readSome), if it
+					// is known and the read stays within read_bytes.
+					verify := readable && r.off > 0 && r.verify
+					if verify && r.tailOff == r.off && r.readLen(st.size)+r.tailLen <= r.c.cfg.ReadBytes {
+						r.checkTail, verify = true, false
+					}
+					if st.size < r.off || (verify && !r.sameHead()) {
+						r.truncated(ctx)
+						continue
+					}
+					if readable {
+						r.verify = false
+					}
+					if st.deleted && !r.deleted {
+						r.deleted = true
+						r.f.deleted.Store(true)
+						if !r.holdDeleted(st.size - r.off) {
+							return endGaveUp
+						}
+					}
+					if r.deleted {
+						r.c.deletedHeld.Add(st.size - r.off - r.deletedAt)
+						r.deletedAt = st.size - r.off
+					}
 				}
 				if readable {
-					r.verify = false
-				}
-				if st.deleted && !r.deleted {
-					r.deleted = true
-					r.f.deleted.Store(true)
-					if !r.holdDeleted(st.size - r.off) {
-						return endGaveUp
+					if err := r.readSome(ctx, st.size, false); err != nil {
+						if ctx.Err() != nil {
+							return endCanceled
+						}
+						r.c.log.Error("read", "path", r.src.Path, "err", err)
+						return endFailed
 					}
-				}
-				if r.deleted {
-					r.c.deletedHeld.Add(st.size - r.off - r.deletedAt)
-					r.deletedAt = st.size - r.off
-				}
-			}
-			if readable {
-				if err := r.readSome(ctx, st.size, false); err != nil {
-					if ctx.Err() != nil {
-						return endCanceled
+					r.lastGrow = time.Now()
+					r.f.notBefore.Store(r.lastGrow.Add(cfg.ReadWait).UnixNano())
+					if r.seen < st.size || !r.followed() || r.f.dirChanged.Load() {
+						// More to read (or readSome returned without reading,
+						// having waited for memory), its name to look at, or
+						// nothing will say when there is more.
+						continue
 					}
-					r.c.log.Error("read", "path", r.src.Path, "err", err)
-					return endFailed
-				}
-				r.lastGrow = time.Now()
-				r.f.notBefore.Store(r.lastGrow.Add(cfg.ReadWait).UnixNano())
-				if r.seen < st.size || !r.followed() || r.f.dirChanged.Load() {
-					// More to read (or readSome returned without reading,
-					// having waited for memory), its name to look at, or
-					// nothing will say when there is more.
-					continue
-				}
-				// Read all the stat said there was: a write since then has
-				// woken the reader (the notify channel holds it), so wait.
-			} else if st.final || r.deleted || r.rotatedAndQuiet() {
-				// Nothing new to read, and nothing more will come.
-				if err := r.finish(ctx, st.size); err != nil {
-					if ctx.Err() != nil {
-						return endCanceled
+					// Read all the stat said there was: a write since then has
+					// woken the reader (the notify channel holds it), so wait.
+				} else if st.final || r.deleted || r.rotatedAndQuiet() {
+					// Nothing new to read, and nothing more will come.
+					if err := r.finish(ctx, st.size); err != nil {
+						if ctx.Err() != nil {
+							return endCanceled
+						}
+						r.c.log.Error("read", "path", r.src.Path, "err", err)
+						return endFailed
 					}
-					r.c.log.Error("read", "path", r.src.Path, "err", err)
-					return endFailed
+					return endDrained
 				}
-				return endDrained
 			}
 		}
 		r.flushStale(ctx)
@@ -213,6 +249,52 @@ func (r *reader) run(ctx context.Context) ending {
 	}
 	return endCanceled
 }
+
+// readBlind reads a followed file that a write woke without looking at
+// its size first (no fstat): the read says how far it goes. It starts at
+// the line before the offset and compares it, as after any pause (a
+// truncation is seen: the line changed, or is not there whole), and asks
+// for twice what the last read returned (at least blindMin). It reports
+// whether it read to the end of the file; otherwise (nothing to read this
+// way, the read filled its buffer, it waited, or it found a truncation) the
+// caller looks at the file with a stat as usual. Not for a file whose
+// folder changed (a rename or removal: its name and link count are looked
+// at), one still catching up (its last read did not reach the end: reads
+// of read_bytes, sized by the stat, as in bulk), a rate-limited one (its reservation is of what the stat says there
+// is), or a first read (the line before the offset is not known).
+func (r *reader) readBlind(ctx context.Context, cfg *Config) (bool, error) {
+	if !r.atEnd || !r.followed() || r.f.dirChanged.Load() || r.tailOff != r.off || r.off < int64(r.tailLen) || r.tailLen == 0 {
+		return false, nil
+	}
+	if err := r.askPolicy(ctx); err != nil || r.lim != nil {
+		return false, err
+	}
+	guess := min(max(2*r.lastN, blindMin), r.want, r.c.cfg.ReadBytes-r.tailLen)
+	b := r.c.budget
+	if guess < blindMin || b.tight(int64(r.tailLen+guess)+int64(guess)/2+b.slack()+r.joinRoom) {
+		// Short of memory: the read would wait for room, and the stat
+		// says meanwhile how much is waiting (lag_bytes, /debug/files).
+		return false, nil
+	}
+	from := r.off
+	r.checkTail, r.lastN, r.blind = true, -1, true
+	err := r.readSome(ctx, r.off+int64(guess), false)
+	r.blind = false
+	if err != nil {
+		return false, err
+	}
+	if r.lastN < 0 || r.off < from || !r.atEnd {
+		return false, nil
+	}
+	r.verify = false // the read compared the line before the offset
+	r.f.size.Store(r.seen)
+	r.lastGrow = time.Now()
+	r.f.notBefore.Store(r.lastGrow.Add(cfg.ReadWait).UnixNano())
+	return true, nil
+}
+
+// blindMin is the least a read without a stat asks for.
+const blindMin = 256
 
 // minWait is the shorter of two waits, where a negative one is none.
 func minWait(a, b time.Duration) time.Duration {
@@ -278,7 +360,32 @@ func (r *reader) truncated(ctx context.Context) {
 	r.f.read.Store(0)
 	r.fpDone = false
 	r.fp = fingerprint{}
+	r.tailOff, r.checkTail = -1, false
 	r.updateFingerprint()
+}
+
+// tailMax bounds the line before the offset that a read compares
+// (checkTail); a longer one is not remembered, and the first line is
+// compared instead.
+const tailMax = 1024
+
+// noteTail remembers the line that ends at off, the end of what the last
+// read consumed: buf holds the content from bufOff.
+func (r *reader) noteTail(buf []byte, bufOff int64) {
+	end := r.off - bufOff
+	if r.plain == nil || end <= 0 || end > int64(len(buf)) {
+		return // nothing consumed by this read: what was noted still holds
+	}
+	line := buf[:end]
+	start := bytes.LastIndexByte(line[:end-1], '\n') + 1
+	// buf starts at a line's start (off, or the line before it): so
+	// does line.
+	line = line[start:]
+	if len(line) > tailMax {
+		r.tailOff = -1
+		return
+	}
+	r.tailOff, r.tailLen, r.tailSum = r.off, len(line), hash64(line)
 }
 
 // holdDeleted accounts for keeping a deleted file open to drain it, within
@@ -313,13 +420,17 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 	if waited, err := r.rateWait(ctx, size, want); waited || err != nil {
 		return err // the file may have changed while we waited: look again
 	}
+	tail := 0 // bytes of the line before off read again, to compare
+	if r.checkTail && r.tailOff == r.off && r.off >= int64(r.tailLen) {
+		tail = r.tailLen
+	}
 	b := r.c.budget
 	for {
 		// Room for the read, some for what decoding allocates (and,
 		// after a stall, for the records it joins again) is waited for;
 		// more room for decoding is taken below if free, and waited for
 		// while decoding if need be.
-		need := min(int64(want)+int64(want)/2+b.slack()+r.joinRoom, b.maxRequest()) - (r.held - r.keeps())
+		need := min(int64(tail+want)+int64(want)/2+b.slack()+r.joinRoom, b.maxRequest()) - (r.held - r.keeps())
 		if need <= 0 {
 			break // room taken before
 		}
@@ -340,7 +451,8 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 		r.verify = true
 		return nil
 	}
-	buf := r.c.pools.buffer(want)
+	r.checkTail = false
+	buf := r.c.pools.buffer(tail + want)
 	// The buffer's room moves from the reader to the buffer's own charge,
 	// released once decoding is done and every batch pointing into it is
 	// acknowledged.
@@ -351,12 +463,25 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 	r.bufHeld = bc.n
 	defer func() { r.bufHeld = 0 }()
 	r.charge, r.allocMark = r.keeps(), r.dec.alloc
-	n, err := r.content.readAt(buf, r.off)
+	bufOff := r.off - int64(tail)
+	n, err := r.content.readAt(buf, bufOff)
 	if err != nil && !errors.Is(err, io.EOF) {
 		r.trim()
 		return errPath("read", r.src.Path, err)
 	}
-	buf = buf[:n]
+	if tail > 0 {
+		if n < tail || hash64(buf[:tail]) != r.tailSum {
+			// copytruncate, grown back past the offset while reading
+			// was paused: the line before the offset is another.
+			r.trim()
+			r.truncated(ctx)
+			return nil
+		}
+		n -= tail
+	}
+	full := buf[:tail+n]
+	buf = full[tail:]
+	r.lastN = n
 	r.spent(n)
 	r.seen = r.off + int64(n)
 	if r.seen > r.counted {
@@ -365,10 +490,13 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 	}
 	r.f.read.Store(r.seen)
 	r.f.lastRead.Store(time.Now().UnixNano())
-	r.atEnd = r.seen >= size || errors.Is(err, io.EOF)
+	// A read without a stat (blind) knows no size: only a short read
+	// (io.EOF) reached the end.
+	r.atEnd = (!r.blind && r.seen >= size) || errors.Is(err, io.EOF)
 	if err := r.consume(ctx, buf, bc, final && r.atEnd); err != nil {
 		return err
 	}
+	r.noteTail(full, bufOff)
 	r.trim()
 	r.updateFingerprint()
 	r.flushStale(ctx)

@@ -208,3 +208,21 @@ func TestEventDrivenReadingAfterMemoryStall(t *testing.T) {
 		t.Errorf("%d duplicates", dups)
 	}
 }
+
+// TestBlindReadFillsItsBuffer: the read after a write, made without a stat
+// and sized by the last read, that fills its buffer has not reached the
+// end: the reader reads on to the end with no further write to wake it.
+func TestBlindReadFillsItsBuffer(t *testing.T) {
+	n := newNode(t)
+	live := n.container("default", "burst", "app")
+	sink := newCapture()
+	start(t, eventDriven(n), sink)
+	appendFile(t, live, numberedLines("b", 0, 1))
+	waitFor(t, "the first line", func() bool { return sink.distinct() == 1 })
+	const total = 5000 // one write, far more than twice the first read
+	appendFile(t, live, numberedLines("b", 1, total))
+	waitFor(t, "every line", func() bool { return sink.distinct() == total })
+	if dups := sink.expectLines(t, "b", 0, total); dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+}
