@@ -110,7 +110,14 @@ func startAgent(t *testing.T, args ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := listen(cfg.Listen)
+	return serveAgent(t, a, cfg.Listen).Addr().String()
+}
+
+// serveAgent runs the agent on its listen address until the test ends, when
+// it stops and must end without an error.
+func serveAgent(t *testing.T, a *agent, addr string) net.Listener {
+	t.Helper()
+	ln, err := listen(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +130,7 @@ func startAgent(t *testing.T, args ...string) string {
 			t.Error(err)
 		}
 	})
-	return ln.Addr().String()
+	return ln
 }
 
 // waitRecords waits until tally has n records, or a minute has passed.

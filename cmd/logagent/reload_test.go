@@ -82,19 +82,7 @@ func startReloadable(t *testing.T, args ...string) *reloadable {
 	}
 	hup := make(chan os.Signal, 1)
 	a.enableReload(src, hash, level, hup)
-	ln, err := listen(cfg.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	ln := serveAgent(t, a, cfg.Listen)
 	return &reloadable{agent: a, base: "http://" + ln.Addr().String(), hup: hup}
 }
 
