@@ -60,19 +60,27 @@ func (s *checkpointStore) load(now time.Time) ([]checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: read %s: %w", s.path, err)
 	}
-	var st stateFile
-	err = json.Unmarshal(data, &st)
-	if err == nil && st.Version != 1 {
-		err = fmt.Errorf("unknown version %d", st.Version)
-	}
+	files, err := decodeState(data)
 	if err == nil {
-		return st.Files, nil
+		return files, nil
 	}
 	aside := s.path + ".corrupt-" + now.UTC().Format("20060102T150405.000000000Z")
 	if rerr := os.Rename(s.path, aside); rerr != nil {
 		return nil, fmt.Errorf("checkpoint: %s: %v (and could not keep it aside: %w)", s.path, err, rerr)
 	}
 	return nil, fmt.Errorf("checkpoint: %s: %v; kept aside as %s", s.path, err, aside)
+}
+
+// decodeState parses a checkpoint file's content (of the one version there is).
+func decodeState(data []byte) ([]checkpoint, error) {
+	var st stateFile
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, err
+	}
+	if st.Version != 1 {
+		return nil, fmt.Errorf("unknown version %d", st.Version)
+	}
+	return st.Files, nil
 }
 
 func (s *checkpointStore) save(files []checkpoint) error {

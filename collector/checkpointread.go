@@ -1,9 +1,9 @@
 package collector
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -49,18 +49,19 @@ func ReadCheckpoints(stateDir string) (SavedCheckpoints, error) {
 		return out, fmt.Errorf("checkpoints: %w", err)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil {
+	if fi, err := f.Stat(); err == nil { // the save this content is
 		out.SavedAt = fi.ModTime()
 	}
-	var st stateFile
-	if err := json.NewDecoder(f).Decode(&st); err != nil {
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return out, fmt.Errorf("checkpoints: %w", err)
+	}
+	files, err := decodeState(data)
+	if err != nil {
 		return out, fmt.Errorf("checkpoints: %s: %w", path, err)
 	}
-	if st.Version != 1 {
-		return out, fmt.Errorf("checkpoints: %s: unknown version %d", path, st.Version)
-	}
-	out.Version = st.Version
-	for _, cp := range st.Files {
+	out.Version = 1
+	for _, cp := range files {
 		sc := SavedCheckpoint{Path: cp.Path, Dev: cp.ID.Dev, Inode: cp.ID.Ino, Offset: cp.Offset, FingerprintLen: cp.FPLen, Done: cp.Done}
 		if pd, err := parseContainerDir(filepath.Dir(cp.Path)); err == nil {
 			sc.Namespace, sc.Pod, sc.Container = pd.Namespace, pd.Pod, pd.Container
