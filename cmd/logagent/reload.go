@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/logagent/logagent/collector"
 	"github.com/logagent/logagent/enrich"
 	"github.com/logagent/logagent/output"
 )
@@ -30,15 +29,6 @@ var restartKeys = []string{
 	"enrich.enabled",      // the pipeline's stages are built once
 	"enrich.kubeconfig",   // the API client
 	"forward.require_ack", // chunks in flight were sent asking for an acknowledgement, or not
-}
-
-// liveCollector is what the collector offers to change its settings while it
-// runs (collector.Reconfigure). Its contract is the output's and enrich's:
-// nil, everything was applied; an error with a NotLiveKeys() []string
-// method, applied but for the keys it names ("collector.state_dir"); any
-// other error, nothing changed.
-type liveCollector interface {
-	Reconfigure(collector.Config) error
 }
 
 // notLiveKeys returns the keys a stage's Reconfigure left at their running
@@ -165,40 +155,31 @@ func (a *agent) reload(trigger string) {
 			pending = a.keepRunning(cfg, &old, keys, pending)
 		}
 	}
-	if a.enricher != nil && anyUnder(live, "enrich") {
-		if err := a.enricher.Reconfigure(cfg.Enrich); err != nil {
-			keys, ok := notLiveKeys(err)
-			if !ok {
-				// Only an enrich key that Validate passed and Reconfigure
-				// did not: the output's part is applied already.
-				cfg.Enrich = old.Enrich
-				a.log.Error("configuration reload: enrich refused its part, which keeps its running values", "err", err)
-			}
-			pending = a.keepRunning(cfg, &old, keys, pending)
+	// Enrich and the collector after it: a stage that refuses its part
+	// (a key Validate passed and its Reconfigure did not) keeps its running
+	// values, the output's part being applied already; one that cannot
+	// change some keys live names them.
+	stage := func(name string, err error, restore func()) {
+		if err == nil {
+			return
 		}
+		keys, ok := notLiveKeys(err)
+		if !ok {
+			restore()
+			a.log.Error("configuration reload: "+name+" refused its part, which keeps its running values", "err", err)
+		}
+		pending = a.keepRunning(cfg, &old, keys, pending)
+	}
+	if a.enricher != nil && anyUnder(live, "enrich") {
+		stage("enrich", a.enricher.Reconfigure(cfg.Enrich), func() { cfg.Enrich = old.Enrich })
 	}
 	if anyUnder(live, "collector") {
-		if lc, ok := any(a.col).(liveCollector); ok {
-			if err := lc.Reconfigure(cfg.Collector); err != nil {
-				keys, ok := notLiveKeys(err)
-				if !ok {
-					cfg.Collector = old.Collector
-					a.log.Error("configuration reload: the collector refused its part, which keeps its running values", "err", err)
-				}
-				pending = a.keepRunning(cfg, &old, keys, pending)
-			}
-			// The Enricher decides each file's policy from the
-			// configuration's policies and the pods' annotations: give it
-			// the new ones (the collector compiled them).
-			if a.enricher != nil {
-				a.enricher.SetPolicies(a.col.Policies())
-			}
-		} else {
-			for _, k := range live {
-				if under(k, "collector") {
-					pending = a.keepRunning(cfg, &old, []string{k}, pending)
-				}
-			}
+		stage("the collector", a.col.Reconfigure(cfg.Collector), func() { cfg.Collector = old.Collector })
+		// The Enricher decides each file's policy from the
+		// configuration's policies and the pods' annotations: give it
+		// the new ones (the collector compiled them).
+		if a.enricher != nil {
+			a.enricher.SetPolicies(a.col.Policies())
 		}
 	}
 	if cfg.Log.Level != old.Log.Level && a.level != nil {
