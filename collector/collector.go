@@ -117,9 +117,12 @@ type Collector struct {
 	wg          sync.WaitGroup // readers and the watcher
 	rescanNow   chan struct{}
 	deletedHeld atomic.Int64
-	saverStop   chan struct{}
-	saverDone   chan struct{}
-	closeOnce   sync.Once
+	// readWait is the read_wait in force (readwait.go), in nanoseconds; 0
+	// until first set.
+	readWait  atomic.Int64
+	saverStop chan struct{}
+	saverDone chan struct{}
+	closeOnce sync.Once
 
 	// Reconfigure (reconfigure.go): the settings as they are now, the
 	// policies compiled from them, and the loops told of new intervals.
@@ -250,6 +253,11 @@ func (c *Collector) Run(ctx context.Context) error {
 			if c.watcher != nil {
 				c.watcher.close()
 			}
+			// Parked readers run again, to see ctx done and end; one
+			// that parks from now on sees it before parking.
+			c.mu.Lock()
+			c.forEachFile(func(f *file) { f.wake() })
+			c.mu.Unlock()
 			c.wg.Wait()
 			return nil
 		case <-rescan.C:
@@ -370,19 +378,26 @@ func (c *Collector) Ready() error {
 	return errors.Join(errs...)
 }
 
-// updateLag sums, over the files being read, the bytes written but not read.
+// updateLag sums, over the files being read, the bytes written but not
+// read, and sets read_wait from how many were read in the last second.
 func (c *Collector) updateLag() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var lag int64
+	active := 0
+	recent := time.Now().Add(-time.Second).UnixNano()
 	c.forEachFile(func(f *file) {
 		if f.reader != nil {
 			if d := f.size.Load() - f.read.Load(); d > 0 {
 				lag += d
 			}
+			if f.lastRead.Load() >= recent {
+				active++
+			}
 		}
 	})
 	c.m.lagBytes.Set(float64(lag))
+	c.adaptReadWait(active)
 }
 
 // watch adds an inotify watch on dir, once; c.mu is held. Directories, not
@@ -487,7 +502,7 @@ func (c *Collector) markDirty(dir string) bool {
 		for _, f := range c.byDir[cd] {
 			if f.reader != nil {
 				f.dirChanged.Store(true)
-				wake(f.notify)
+				f.wake()
 			}
 		}
 	}

@@ -48,6 +48,13 @@ type Config struct {
 	// several lines instead of one read, one batch and one acknowledgement
 	// per line. The first line after a quiet spell is read at once.
 	ReadWait time.Duration `yaml:"read_wait"`
+	// ReadWaitMax is how far read_wait may grow when many files are
+	// written at once: the wait is stretched so that the collector reads
+	// at most readsPerSecond times a second in all (2,000 files written a
+	// line at a time are each read every 500 ms, not at every line), since
+	// each read costs a batch and an acknowledgement whatever it holds.
+	// A read_wait_max below read_wait is read_wait: the wait never shrinks.
+	ReadWaitMax time.Duration `yaml:"read_wait_max"`
 	// CheckpointInterval is how often checkpoints are persisted.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	// PartialFlushTimeout is how long a record joined from partial lines
@@ -73,6 +80,7 @@ func DefaultConfig() Config {
 		RescanInterval:      5 * time.Second,
 		PollInterval:        time.Second,
 		ReadWait:            150 * time.Millisecond,
+		ReadWaitMax:         500 * time.Millisecond,
 		CheckpointInterval:  200 * time.Millisecond,
 		PartialFlushTimeout: 5 * time.Second,
 		PolicyConfig:        DefaultPolicyConfig(),
@@ -128,6 +136,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReadWait < 0 || c.ReadWait > time.Second {
 		bad("read_wait", "must be between 0 and 1s, not %s", c.ReadWait)
+	}
+	if c.ReadWaitMax < 0 || c.ReadWaitMax > 5*time.Second {
+		bad("read_wait_max", "must be between 0 and 5s, not %s", c.ReadWaitMax)
 	}
 	errs = append(errs, c.PolicyConfig.validate(c.MaxRecordBytes)...)
 	return errors.Join(errs...)

@@ -264,7 +264,7 @@ func (c *Collector) watchReaders(keep map[string]bool) {
 			ext[f.realDir][f.dir] = true
 		}
 		if f.polled.Swap(!ok) != !ok {
-			wake(f.notify) // let it set or drop its poll timer
+			f.wake() // let it set or drop its poll timer
 		}
 		if !ok {
 			polled++
@@ -281,7 +281,7 @@ func (c *Collector) reconcileReaders() {
 	c.forEachFile(func(f *file) {
 		if f.reader != nil {
 			f.dirChanged.Store(true)
-			wake(f.notify)
+			f.wake()
 		}
 	})
 }
@@ -623,17 +623,22 @@ func (c *Collector) startReader(ctx context.Context, f *file, cand *candidate, f
 		f.polled.Store(!c.watched[f.dir] || (f.realDir != "" && !c.watched[f.realDir]))
 	}
 	c.m.filesTailed.Inc()
+	// The reader counts in c.wg from its start to its end, parked or not.
 	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.runReader(ctx, r)
-	}()
+	r.resume = func() { go c.runReader(ctx, r) }
+	go c.runReader(ctx, r)
 	return true
 }
 
-// runReader runs a read loop and records how it ended.
+// runReader runs a read loop and records how it ended. A reader that parked
+// (waiting for a write with no goroutine) is not ended: file.wake runs it
+// again.
 func (c *Collector) runReader(ctx context.Context, r *reader) {
 	end := r.run(ctx)
+	if end == endParked {
+		return // r is no longer this goroutine's: it may already run in another
+	}
+	defer c.wg.Done()
 	from := r.off
 	if end != endDrained {
 		from = r.resumeFrom() // the next reader starts fresh, at the oldest record held

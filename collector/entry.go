@@ -53,6 +53,9 @@ type file struct {
 	realPath string
 
 	notify chan struct{} // wakes the reader: the file was written
+	// parked is how to start the reader again while it waits with no
+	// goroutine (reader.park); nil while it runs. Use wake.
+	parked atomic.Pointer[func()]
 	// dirChanged: a file was created, renamed or removed in its folder
 	// since the reader last looked at its name (inotify).
 	dirChanged atomic.Bool
@@ -109,6 +112,15 @@ func fileFromCheckpoint(cp checkpoint) *file {
 	f := newFile(filepath.Dir(cp.Path), cp.Path, cp.ID, fingerprint{Len: cp.FPLen, Sum: cp.FP}, cp.Offset)
 	f.doneAtLoad = cp.Done
 	return f
+}
+
+// wake wakes the file's reader: it looks at the file again. A parked reader
+// (waiting for a write, with no goroutine) is started again.
+func (f *file) wake() {
+	wake(f.notify)
+	if resume := f.parked.Swap(nil); resume != nil {
+		(*resume)()
+	}
 }
 
 // addFile records a new entry; c.mu is held.

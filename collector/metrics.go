@@ -13,6 +13,7 @@ type metrics struct {
 	recordsSplit      prometheus.Counter
 	rotations         *prometheus.CounterVec // kind: rename, truncate
 	lagBytes          prometheus.Gauge
+	readWait          prometheus.Gauge
 	droppedBytes      *prometheus.CounterVec // reason
 	inflightBytes     prometheus.Gauge
 	bufferUsed        prometheus.Gauge
@@ -64,6 +65,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "logagent_collector_lag_bytes",
 			Help: "Bytes written to tailed files but not yet read (size minus offset, summed).",
 		}),
+		readWait: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "logagent_collector_read_wait_seconds",
+			Help: "The read_wait in force: how long a file written a line at a time gathers lines between reads (grows up to read_wait_max with the number of files being written).",
+		}),
 		droppedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "logagent_collector_dropped_bytes_total",
 			Help: "File bytes given up unread, by reason.",
@@ -114,7 +119,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.filesTailed, m.records, m.bytes, m.parseErrors, m.partialJoins, m.partialFlushed,
-			m.recordsSplit, m.rotations, m.lagBytes, m.droppedBytes, m.inflightBytes, m.bufferUsed,
+			m.recordsSplit, m.rotations, m.lagBytes, m.readWait, m.droppedBytes, m.inflightBytes, m.bufferUsed,
 			m.memoryStalls, m.checkpointErrs, m.rescans, m.watchErrors, m.watchOverflows, m.filesPolled, m.compressedResumed, m.unreadable)
 	}
 	return m

@@ -86,6 +86,11 @@ type reader struct {
 
 	records, bytes prometheus.Counter
 
+	// resume starts the read loop again in a new goroutine (file.wake,
+	// once parked); timer is the loop's, kept across goroutines.
+	resume func()
+	timer  *time.Timer
+
 	policyState // multiline joiner, rate limiter (policyread.go)
 }
 
@@ -97,6 +102,7 @@ const (
 	endFailed                 // an error; a rescan starts another reader
 	endDrained                // read to its end for good
 	endGaveUp                 // deleted, and over deleted_hold_bytes: the rest is lost
+	endParked                 // waiting for a write with no goroutine: file.wake resumes it
 )
 
 // headerSlack is room for the runtime's header beyond a record's message.
@@ -125,10 +131,19 @@ func (c *Collector) newReader(f *file, src *Source, ct content, plain *os.File, 
 // partial_flush_timeout will send, and a rotated file's rotate_wait. The
 // read_wait that gathers the lines of a file written a line at a time is
 // the waker's.
+//
+// While it waits for a write with no timer set (a quiet live file, the
+// common case on a node), the reader parks: its goroutine ends, and the
+// next wake-up (file.wake) starts another. A node's thousands of quiet
+// files then cost no goroutine, no stack for the garbage collector to scan
+// and no scheduler work; only the files being written have one.
 func (r *reader) run(ctx context.Context) ending {
-	// Go 1.23 timers: Reset and Stop leave no stale tick in the channel.
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	if r.timer == nil {
+		// Go 1.23 timers: Reset and Stop leave no stale tick in the channel.
+		r.timer = time.NewTimer(time.Hour)
+		r.timer.Stop()
+	}
+	timer := r.timer
 	look := true // stat the file before waiting: something may be there
 	for ctx.Err() == nil {
 		cfg := r.c.live() // a reload may change it
@@ -196,7 +211,7 @@ func (r *reader) run(ctx context.Context) ending {
 						return endFailed
 					}
 					r.lastGrow = time.Now()
-					r.f.notBefore.Store(r.lastGrow.Add(cfg.ReadWait).UnixNano())
+					r.f.notBefore.Store(r.lastGrow.Add(r.c.currentReadWait()).UnixNano())
 					if r.seen < st.size || !r.followed() || r.f.dirChanged.Load() {
 						// More to read (or readSome returned without reading,
 						// having waited for memory), its name to look at, or
@@ -234,6 +249,12 @@ func (r *reader) run(ctx context.Context) ending {
 			timer.Reset(wait)
 		} else {
 			timer.Stop()
+			if r.park(ctx) {
+				return endParked
+			}
+			r.verify = true
+			look = true
+			continue
 		}
 		// A write wakes the reader at once if it last read more than
 		// read_wait ago, else then (waker): a file written a line at a
@@ -248,6 +269,21 @@ func (r *reader) run(ctx context.Context) ending {
 		look = true
 	}
 	return endCanceled
+}
+
+// park lets the reader's goroutine end while it waits for a write, with no
+// timer to wait for: file.wake starts it again. It returns false if a
+// wake-up came in the meantime (or ctx is done): the reader goes on in this
+// goroutine. Once it returned true, another goroutine may run the reader.
+func (r *reader) park(ctx context.Context) bool {
+	r.verify = true // as after any pause
+	r.f.parked.Store(&r.resume)
+	// A wake-up sent before the Store found nothing to start: its token is
+	// in notify. One sent after it started another goroutine, or will.
+	if len(r.f.notify) == 0 && ctx.Err() == nil {
+		return true
+	}
+	return !r.f.parked.CompareAndSwap(&r.resume, nil)
 }
 
 // readBlind reads a followed file that a write woke without looking at
@@ -289,7 +325,7 @@ func (r *reader) readBlind(ctx context.Context, cfg *Config) (bool, error) {
 	r.verify = false // the read compared the line before the offset
 	r.f.size.Store(r.seen)
 	r.lastGrow = time.Now()
-	r.f.notBefore.Store(r.lastGrow.Add(cfg.ReadWait).UnixNano())
+	r.f.notBefore.Store(r.lastGrow.Add(r.c.currentReadWait()).UnixNano())
 	return true, nil
 }
 
@@ -875,6 +911,9 @@ func (r *reader) updateFingerprint() {
 
 // close releases the reader's file and memory.
 func (r *reader) close() {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
 	r.closePolicy()
 	r.content.close()
 	r.dec.stall(r.off)

@@ -109,7 +109,7 @@ func (c *Collector) Reconfigure(cfg Config) error {
 	if next.PollInterval != cur.PollInterval {
 		// Readers waiting with the old interval look again now.
 		c.mu.Lock()
-		c.forEachFile(func(f *file) { wake(f.notify) })
+		c.forEachFile(func(f *file) { f.wake() })
 		c.mu.Unlock()
 	}
 	if len(notLive) > 0 {

@@ -33,7 +33,7 @@ func newWaker() *waker { return &waker{kick: make(chan struct{}, 1)} }
 func (w *waker) notify(f *file, now int64) {
 	at := f.notBefore.Load()
 	if at <= now {
-		wake(f.notify)
+		f.wake()
 		return
 	}
 	if f.deferred.Swap(true) {
@@ -61,7 +61,7 @@ func (w *waker) run(ctx context.Context) {
 		for _, d := range w.due {
 			if d.at <= now+int64(wakerTick)/2 {
 				d.f.deferred.Store(false)
-				wake(d.f.notify)
+				d.f.wake()
 				continue
 			}
 			keep = append(keep, d)
