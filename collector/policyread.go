@@ -214,7 +214,7 @@ func (r *reader) rateWait(ctx context.Context, size int64, want int) (bool, erro
 	return true, nil
 }
 
-// spent takes n bytes read off what was reserved.
+// spent takes n bytes consumed off what was reserved.
 func (r *reader) spent(n int) {
 	if r.lim != nil {
 		r.prepaid = max(r.prepaid-int64(n), 0)

@@ -384,3 +384,42 @@ func TestMultilineUnderMemoryPressure(t *testing.T) {
 	}
 	t.Logf("%d records, %d bytes, %v memory stalls", total, len(data), stalls)
 }
+
+// A line the runtime has only half written when the reader reads it is read
+// again, whole, once the rest is there: the rate limit counts its bytes
+// once, not at each read.
+func TestRateLimitCountsARereadLineOnce(t *testing.T) {
+	n := newNode(t)
+	live := n.container("loud", "half-1", "app")
+	cfg := n.config()
+	// A bucket that barely refills: what was taken from it is what the
+	// reads were charged.
+	const burst = 1 << 20
+	src := newSwitchSource(Policy{RateLimit: RateLimit{BytesPerSecond: 1, Burst: burst}})
+	sink := newCapture()
+	run := startWithSource(t, cfg, sink, src)
+	first := numberedLines("half", 0, 10)
+	line := numberedLines("half", 10, 11)
+	appendFile(t, live, first+line[:len(line)/2])
+	waitFor(t, "the complete lines", func() bool { return sink.distinct() == 10 })
+	waitFor(t, "the half line read", func() bool { return fileReadOf(run.c, live) == int64(len(first)+len(line)/2) })
+	appendFile(t, live, line[len(line)/2:])
+	waitFor(t, "the last line", func() bool { return sink.distinct() == 11 })
+	var lim *RateLimiter
+	run.c.mu.Lock()
+	run.c.forEachFile(func(f *file) {
+		if f.path == live && f.reader != nil {
+			lim = f.reader.lim
+		}
+	})
+	run.c.mu.Unlock()
+	if lim == nil {
+		t.Fatal("the file's reader has no rate limiter")
+	}
+	spent := burst - lim.tokens(time.Now())
+	size := float64(len(first) + len(line))
+	// The bucket refills by a byte a second while the test runs.
+	if spent < size-30 || spent > size {
+		t.Errorf("the reads took %.0f bytes from the bucket, for a file of %.0f bytes", spent, size)
+	}
+}

@@ -103,6 +103,16 @@ func (l *RateLimiter) Reserve(now time.Time, want int) (n int, wait time.Duratio
 	return n, l.lim.ReserveN(now, n).DelayFrom(now)
 }
 
+// tokens is what the bucket holds at now (for tests and debugging).
+func (l *RateLimiter) tokens(now time.Time) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lim == nil {
+		return 0
+	}
+	return l.lim.TokensAt(now)
+}
+
 // rateLimiters shares one RateLimiter among the files of each container.
 type rateLimiters struct {
 	mu sync.Mutex

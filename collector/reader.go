@@ -518,7 +518,6 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 	full := buf[:tail+n]
 	buf = full[tail:]
 	r.lastN = n
-	r.spent(n)
 	r.seen = r.off + int64(n)
 	if r.seen > r.counted {
 		r.bytes.Add(float64(r.seen - max(r.counted, r.off)))
@@ -529,9 +528,13 @@ func (r *reader) readSome(ctx context.Context, size int64, final bool) error {
 	// A read without a stat (blind) knows no size: only a short read
 	// (io.EOF) reached the end.
 	r.atEnd = (!r.blind && r.seen >= size) || errors.Is(err, io.EOF)
+	from := r.off
 	if err := r.consume(ctx, buf, bc, final && r.atEnd); err != nil {
 		return err
 	}
+	// The rate limit is charged what was consumed: an unterminated last
+	// line, read again whole next time, stays paid for (prepaid) until then.
+	r.spent(int(max(r.off-from, 0)))
 	r.noteTail(full, bufOff)
 	r.trim()
 	r.updateFingerprint()
