@@ -184,6 +184,22 @@ func newFakeClient(objs ...runtime.Object) *fakeClient {
 	return f
 }
 
+func (f *fakeClient) ListPods(ctx context.Context, o metav1.ListOptions) (*corev1.PodList, error) {
+	return f.CoreV1().Pods(metav1.NamespaceAll).List(ctx, o)
+}
+
+func (f *fakeClient) WatchPods(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	return f.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, o)
+}
+
+func (f *fakeClient) ListNamespaces(ctx context.Context, o metav1.ListOptions) (*corev1.NamespaceList, error) {
+	return f.CoreV1().Namespaces().List(ctx, o)
+}
+
+func (f *fakeClient) WatchNamespaces(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	return f.CoreV1().Namespaces().Watch(ctx, o)
+}
+
 func (f *fakeClient) watching(resource string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
