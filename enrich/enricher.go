@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/logagent/logagent/collector"
 )
@@ -24,7 +23,7 @@ var ErrClosed = errors.New("enrich: closed")
 type Enricher struct {
 	// cfg is the configuration as applied (Reconfigure changes it, under mu).
 	cfg    Config
-	client kubernetes.Interface
+	client Client
 	next   collector.Sink
 	log    *slog.Logger
 	m      *metrics
@@ -82,7 +81,7 @@ func newLiveSettings(cfg Config) *liveSettings {
 
 // New builds an Enricher for cfg.NodeName's pods. It does not contact the
 // API server: Run starts the informers.
-func New(cfg Config, client kubernetes.Interface, next collector.Sink, reg prometheus.Registerer, log *slog.Logger) (*Enricher, error) {
+func New(cfg Config, client Client, next collector.Sink, reg prometheus.Registerer, log *slog.Logger) (*Enricher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -17,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -626,7 +625,7 @@ func TestDegradedStart(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	client, err := kubernetes.NewForConfig(&rest.Config{Host: "http://" + addr})
+	client, err := NewClientForConfig(&rest.Config{Host: "http://" + addr})
 	if err != nil {
 		t.Fatal(err)
 	}

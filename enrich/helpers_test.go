@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -182,6 +183,38 @@ func newFakeClient(objs ...runtime.Object) *fakeClient {
 		return true, w, nil
 	})
 	return f
+}
+
+func (f *fakeClient) List(ctx context.Context, resource string, o metav1.ListOptions) (runtime.Object, error) {
+	return clientsetClient{f.Clientset}.List(ctx, resource, o)
+}
+
+func (f *fakeClient) Watch(ctx context.Context, resource string, o metav1.ListOptions) (watch.Interface, error) {
+	return clientsetClient{f.Clientset}.Watch(ctx, resource, o)
+}
+
+// clientsetClient is a client-go clientset (a fake one, or one with its
+// own configuration) as a Client.
+type clientsetClient struct{ kubernetes.Interface }
+
+func (c clientsetClient) List(ctx context.Context, resource string, o metav1.ListOptions) (runtime.Object, error) {
+	switch resource {
+	case "pods":
+		return c.CoreV1().Pods(metav1.NamespaceAll).List(ctx, o)
+	case "namespaces":
+		return c.CoreV1().Namespaces().List(ctx, o)
+	}
+	return nil, fmt.Errorf("cannot list %q", resource)
+}
+
+func (c clientsetClient) Watch(ctx context.Context, resource string, o metav1.ListOptions) (watch.Interface, error) {
+	switch resource {
+	case "pods":
+		return c.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, o)
+	case "namespaces":
+		return c.CoreV1().Namespaces().Watch(ctx, o)
+	}
+	return nil, fmt.Errorf("cannot watch %q", resource)
 }
 
 func (f *fakeClient) watching(resource string) bool {

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -30,16 +29,16 @@ func (listThenWatch) IsWatchListSemanticsUnSupported() bool { return true }
 // newPodInformer watches the pods bound to one node: an initial list with
 // resourceVersion=0 served from the watch cache, then watch events. No pod
 // is ever fetched one by one.
-func newPodInformer(client kubernetes.Interface, node string, f filters) cache.SharedIndexInformer {
+func newPodInformer(client Client, node string, f filters) cache.SharedIndexInformer {
 	sel := fields.OneTermEqualSelector("spec.nodeName", node).String()
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = sel
-			return client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, o)
+			return client.List(ctx, "pods", o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.FieldSelector = sel
-			return client.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, o)
+			return client.Watch(ctx, "pods", o)
 		},
 	}
 	inf := cache.NewSharedIndexInformerWithOptions(
@@ -57,13 +56,13 @@ func newPodInformer(client kubernetes.Interface, node string, f filters) cache.S
 }
 
 // newNamespaceInformer watches every namespace, for their labels.
-func newNamespaceInformer(client kubernetes.Interface, f filters) cache.SharedIndexInformer {
+func newNamespaceInformer(client Client, f filters) cache.SharedIndexInformer {
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return client.CoreV1().Namespaces().List(ctx, o)
+			return client.List(ctx, "namespaces", o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return client.CoreV1().Namespaces().Watch(ctx, o)
+			return client.Watch(ctx, "namespaces", o)
 		},
 	}
 	inf := cache.NewSharedIndexInformerWithOptions(
