@@ -211,7 +211,7 @@ func DefaultForwardConfig() ForwardConfig {
 		RequireAck:   true,
 		AckTimeout:   60 * time.Second,
 		WindowBytes:  4 << 20,
-		QueueBytes:   8 << 20,
+		QueueBytes:   4 << 20,
 		DialTimeout:  5 * time.Second,
 		RetryMin:     500 * time.Millisecond,
 		RetryMax:     30 * time.Second,

@@ -16,7 +16,7 @@ import (
 // BenchmarkLongRecords is the memory case of issue 14: 100 containers each
 // wrote twenty records of 1,000 KiB, split by the runtime into 16 KiB partial
 // pieces, all at once. The agent binary runs as its own process as the
-// DaemonSet runs it (GOMEMLIMIT=40MiB, unless GOMEMLIMIT is set), forwarding
+// DaemonSet runs it (with a soft memory limit standing in for the pod's: see benchEnv), forwarding
 // to a local acking receiver. It reports the agent's peak RSS (the pod's
 // limit is 128 MiB) and CPU-seconds, and fails unless every record arrived
 // once, whole (joined from its pieces: none split, none sent unfinished).
@@ -43,9 +43,7 @@ func BenchmarkLongRecords(b *testing.B) {
 		}
 		cmd := exec.Command(bin, args...)
 		cmd.Stderr = os.Stderr
-		if os.Getenv("GOMEMLIMIT") == "" {
-			cmd.Env = append(os.Environ(), "GOMEMLIMIT=40MiB") // as the DaemonSet sets it
-		}
+		cmd.Env = benchEnv()
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}

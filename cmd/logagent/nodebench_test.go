@@ -164,10 +164,7 @@ func runNode(b *testing.B, bin string, w nodeWorkload) nodeResult {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
-	cmd.Env = os.Environ()
-	if os.Getenv("GOMEMLIMIT") == "" {
-		cmd.Env = append(cmd.Env, "GOMEMLIMIT=40MiB") // as the DaemonSet runs it
-	}
+	cmd.Env = benchEnv()
 	profile := ""
 	if dir := os.Getenv("LOGAGENT_BENCH_PROFILE_DIR"); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

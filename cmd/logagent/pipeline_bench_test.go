@@ -58,10 +58,7 @@ func BenchmarkPipeline(b *testing.B) {
 		args = append(args, "--forward", recv.Addr())
 		cmd := exec.Command(bin, args...)
 		cmd.Stderr = os.Stderr
-		if os.Getenv("GOMEMLIMIT") == "" {
-			// As the DaemonSet runs it (deploy/kubernetes/daemonset.yaml).
-			cmd.Env = append(os.Environ(), "GOMEMLIMIT=40MiB")
-		}
+		cmd.Env = benchEnv()
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
