@@ -4,7 +4,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // buildAgent builds the agent binary as make build does (static: without
@@ -35,4 +37,25 @@ func benchEnv() []string {
 		env = append(env, "GOMEMLIMIT=40MiB")
 	}
 	return env
+}
+
+// startProcess starts cmd (the agent as its own process) and returns a
+// channel closed once it has exited, and stop, which sends SIGTERM and waits
+// for it to exit (killing it after 30 s).
+func startProcess(tb testing.TB, cmd *exec.Cmd) (exited <-chan struct{}, stop func()) {
+	tb.Helper()
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	return done, func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
 }

@@ -173,20 +173,8 @@ func runNode(b *testing.B, bin string, w nodeWorkload) nodeResult {
 		profile = filepath.Join(dir, strings.NewReplacer("/", "_", "=", "").Replace(b.Name())+".pprof")
 		cmd.Env = append(cmd.Env, "LOGAGENT_CPUPROFILE="+profile)
 	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}()
+	exited, stop := startProcess(b, cmd)
+	defer stop()
 	pid := cmd.Process.Pid
 
 	// Every file is open before the clock starts.

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -259,20 +258,8 @@ func (f *flood) run(bin string) floodResult {
 		"--log-glob", filepath.Join(f.root, "containers", "*.log"), "--state-dir", tb.TempDir(),
 		"--listen", listen, "--node-name", "node-a", "--enrich=false", "--log-level", "warn")
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}()
+	exited, stopAgent := startProcess(tb, cmd)
+	defer stopAgent()
 	metrics := "http://" + listen + "/metrics"
 	waitFor := func(what string, within time.Duration, cond func() bool) bool {
 		deadline := time.Now().Add(within)
