@@ -252,7 +252,8 @@ func (r *reader) run(ctx context.Context) ending {
 			if r.park(ctx) {
 				return endParked
 			}
-			r.verify = true
+			// Woken meanwhile: look again (park set verify, as after
+			// any pause).
 			look = true
 			continue
 		}
